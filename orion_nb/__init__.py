@@ -1,0 +1,72 @@
+"""orion_nb: workflow orchestration that lives inside the Jupyter kernel.
+
+Decorate functions with :func:`flow` and :func:`task` (or mark a cell with ``%%flow`` after
+``%load_ext orion_nb``): every call becomes a run whose states are decided by small, visible
+orchestration rules, shown live in the notebook and recorded in SQLite (default) or Postgres.
+:func:`flow_runs`, :func:`task_runs`, :func:`states` and :func:`logs` return that history as
+pandas DataFrames.
+
+Importing this package is cheap: no database, thread, pandas or SQLAlchemy until first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orion_nb.engine.cache import task_input_hash
+from orion_nb.engine.concurrency import set_concurrency_limit
+from orion_nb.engine.flows import Flow, flow
+from orion_nb.engine.futures import FutureList, TaskFuture
+from orion_nb.engine.inputs import allow_failure, unmapped
+from orion_nb.engine.run_logging import get_run_logger
+from orion_nb.engine.runners import SequentialTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from orion_nb.engine.tags import tags
+from orion_nb.engine.tasks import Task, exponential_backoff, task
+from orion_nb.history import flow_runs, logs, states, task_inputs, task_runs
+from orion_nb.orchestration.states import State, StateType
+from orion_nb.settings import configure
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Flow",
+    "FutureList",
+    "SequentialTaskRunner",
+    "State",
+    "StateType",
+    "Task",
+    "TaskFuture",
+    "TaskRunner",
+    "ThreadPoolTaskRunner",
+    "__version__",
+    "allow_failure",
+    "configure",
+    "exponential_backoff",
+    "flow",
+    "flow_runs",
+    "get_run_logger",
+    "load_ipython_extension",
+    "logs",
+    "set_concurrency_limit",
+    "states",
+    "tags",
+    "task",
+    "task_input_hash",
+    "task_inputs",
+    "task_runs",
+    "unload_ipython_extension",
+    "unmapped",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext orion_nb``: register the ``%%flow`` and ``%orion`` magics."""
+    from orion_nb.notebook.magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from orion_nb.notebook.magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

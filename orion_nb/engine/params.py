@@ -1,0 +1,319 @@
+"""Parameters: early, clear errors for calls that do not fit a signature; run names.
+
+The check is precomputed per definition (:class:`Signature`) so a call costs a few set
+operations, not ``inspect.Signature.bind``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+from orion_nb.errors import ParameterError
+
+__all__ = ["Signature", "jsonable", "random_run_name"]
+
+_SIMPLE_COERCE = (int, float, str, bool)
+
+
+class Signature:
+    """A function's parameters in a form that is cheap to check on every call."""
+
+    __slots__ = (
+        "annotations",
+        "has_var_kw",
+        "has_var_pos",
+        "kind",
+        "name",
+        "names",
+        "positional",
+        "required",
+        "sig",
+    )
+
+    def __init__(self, fn: Callable[..., Any], kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.sig = inspect.signature(fn)
+        params = list(self.sig.parameters.values())
+        P = inspect.Parameter
+        self.positional = [
+            p.name for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)
+        ]
+        self.names = frozenset(
+            p.name
+            for p in params
+            if p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD, P.POSITIONAL_ONLY)
+        )
+        self.required = [
+            p.name
+            for p in params
+            if p.default is P.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)
+        ]
+        self.has_var_pos = any(p.kind is P.VAR_POSITIONAL for p in params)
+        self.has_var_kw = any(p.kind is P.VAR_KEYWORD for p in params)
+        self.annotations = {
+            p.name: p.annotation
+            for p in params
+            if p.annotation in _SIMPLE_COERCE or p.annotation in {"int", "float", "str", "bool"}
+        }
+
+    def check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise :class:`ParameterError` if ``args``/``kwargs`` do not fit; otherwise return."""
+        npos = len(self.positional)
+        if len(args) > npos and not self.has_var_pos:
+            raise ParameterError(
+                f"{self.kind.capitalize()} {self.name!r} takes {npos} positional parameter"
+                f"{'s' if npos != 1 else ''} ({', '.join(self.positional) or 'none'}) but got {len(args)}."
+            )
+        if kwargs:
+            for key in kwargs:
+                if key not in self.names and not self.has_var_kw:
+                    raise ParameterError(self._unknown(key))
+            for key in self.positional[: len(args)]:
+                if key in kwargs:
+                    raise ParameterError(
+                        f"{self.kind.capitalize()} {self.name!r} got parameter {key!r} twice "
+                        "(positionally and by keyword)."
+                    )
+        if len(self.required) > len(args):
+            for i, key in enumerate(self.required):
+                if key in kwargs:
+                    continue
+                if key in self.positional and self.positional.index(key) < len(args):
+                    continue
+                _ = i
+                raise ParameterError(
+                    f"{self.kind.capitalize()} {self.name!r} is missing the required parameter {key!r}; "
+                    f"call it as {self.name}({', '.join(f'{r}=...' for r in self.required)})."
+                )
+
+    def _unknown(self, key: str) -> str:
+        close = difflib.get_close_matches(key, sorted(self.names), n=1)
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else f"; it accepts {', '.join(map(repr, sorted(self.names))) or 'no parameters'}."
+        )
+        return f"{self.kind.capitalize()} {self.name!r} got an unexpected parameter {key!r}{hint}"
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Map a call's arguments to parameter names (defaults included)."""
+        try:
+            bound = self.sig.bind(*args, **kwargs)
+        except TypeError as exc:  # pragma: no cover - check() runs first
+            raise ParameterError(f"{self.kind.capitalize()} {self.name!r}: {exc}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Check simple annotated types (int, float, str, bool), coercing obvious strings."""
+        for key, ann in self.annotations.items():
+            if key not in params:
+                continue
+            typ = (
+                {"int": int, "float": float, "str": str, "bool": bool}.get(ann, ann)
+                if isinstance(ann, str)
+                else ann
+            )
+            value = params[key]
+            if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+                continue
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            try:
+                if typ is bool and isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(value)
+                    coerced: Any = value.lower() in ("true", "1", "yes")
+                elif isinstance(value, str) and typ in (int, float):
+                    coerced = typ(value)
+                else:
+                    raise ValueError(value)
+            except (ValueError, TypeError):
+                raise ParameterError(
+                    f"{self.kind.capitalize()} {self.name!r} parameter {key!r} expects "
+                    f"{typ.__name__}, got {value!r} ({type(value).__name__}); pass a "
+                    f"{typ.__name__} or set validate_parameters=False."
+                ) from None
+            params[key] = coerced
+        return params
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe rendering of a parameter value for the history (``repr`` as a fallback)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return (
+            value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+        )
+    if depth < 3:
+        if isinstance(value, (list, tuple)) and len(value) <= 50:
+            return [jsonable(v, depth + 1) for v in value]
+        if isinstance(value, dict) and len(value) <= 50 and all(isinstance(k, str) for k in value):
+            return {k: jsonable(v, depth + 1) for k, v in value.items()}
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def parameters_json(params: dict[str, Any]) -> dict[str, Any]:
+    out = {k: jsonable(v) for k, v in params.items()}
+    try:
+        json.dumps(out)
+    except (TypeError, ValueError):  # pragma: no cover - jsonable guarantees this
+        out = {k: repr(v) for k, v in params.items()}
+    return out
+
+
+_ADJECTIVES = [
+    "amber",
+    "azure",
+    "bold",
+    "brave",
+    "bright",
+    "calm",
+    "clever",
+    "cosmic",
+    "crimson",
+    "dapper",
+    "eager",
+    "fancy",
+    "fearless",
+    "gentle",
+    "golden",
+    "happy",
+    "hidden",
+    "icy",
+    "jolly",
+    "keen",
+    "lively",
+    "lucky",
+    "merry",
+    "mighty",
+    "nimble",
+    "noble",
+    "olive",
+    "polished",
+    "proud",
+    "quick",
+    "quiet",
+    "rapid",
+    "royal",
+    "rustic",
+    "shiny",
+    "silver",
+    "smart",
+    "snowy",
+    "solar",
+    "spry",
+    "steady",
+    "sunny",
+    "swift",
+    "teal",
+    "tidy",
+    "vivid",
+    "warm",
+    "witty",
+    "zesty",
+]
+_ANIMALS = [
+    "albatross",
+    "badger",
+    "beaver",
+    "bison",
+    "cheetah",
+    "cobra",
+    "condor",
+    "coyote",
+    "crane",
+    "dingo",
+    "dolphin",
+    "eagle",
+    "falcon",
+    "ferret",
+    "fox",
+    "gazelle",
+    "gecko",
+    "heron",
+    "ibis",
+    "jackal",
+    "jaguar",
+    "koala",
+    "lemur",
+    "lynx",
+    "marmot",
+    "mongoose",
+    "moose",
+    "narwhal",
+    "ocelot",
+    "orca",
+    "otter",
+    "owl",
+    "panda",
+    "pelican",
+    "puffin",
+    "quail",
+    "raven",
+    "salmon",
+    "seal",
+    "shrike",
+    "sloth",
+    "swan",
+    "tapir",
+    "tiger",
+    "toucan",
+    "walrus",
+    "wombat",
+    "yak",
+    "zebra",
+]
+
+_rng = random.Random(os.urandom(8))
+
+
+def random_run_name() -> str:
+    """A memorable run name such as ``'swift-otter'``."""
+    return f"{_rng.choice(_ADJECTIVES)}-{_rng.choice(_ANIMALS)}"
+
+
+def new_id() -> str:
+    """A random (version 4) UUID as text; faster than ``str(uuid.uuid4())``."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def format_name(
+    template: str | Callable[..., str] | None, params: dict[str, Any], default: str
+) -> str:
+    """Render ``flow_run_name`` / ``task_run_name`` (a format string or a callable)."""
+    if template is None:
+        return default
+    if callable(template):
+        try:
+            return str(template(**params)) if _accepts_kwargs(template, params) else str(template())
+        except Exception as exc:
+            raise ParameterError(f"The run-name callable {template!r} failed: {exc!r}") from exc
+    try:
+        return template.format(**params)
+    except KeyError as exc:
+        raise ParameterError(
+            f"The run name template {template!r} refers to {exc.args[0]!r}, which is not a "
+            f"parameter; available: {', '.join(sorted(params)) or 'none'}."
+        ) from None
+
+
+def _accepts_kwargs(fn: Callable[..., Any], params: dict[str, Any]) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return bool(sig.parameters)

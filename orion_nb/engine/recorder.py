@@ -1,0 +1,77 @@
+"""Where run events go: the store's batched writer (started on first use) and live views.
+
+The store is imported only when the first run is recorded, so ``import orion_nb`` stays free of
+SQLAlchemy. ``configure(database_url=...)`` flushes and closes the current writer; the next
+run opens a writer for the new URL.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from orion_nb import settings
+
+if TYPE_CHECKING:
+    from orion_nb.store.writer import Writer
+
+__all__ = ["emit", "flush", "get_writer"]
+
+_lock = threading.Lock()
+_writer: Writer | None = None
+_put: Any = None
+
+
+def get_writer(start: bool = True) -> Writer | None:
+    """The process's writer for the configured database (``None`` when persistence is off)."""
+    global _writer, _put
+    w = _writer
+    if w is not None or not start:
+        return w
+    s = settings.get_settings()
+    if not s.persist:
+        return None
+    with _lock:
+        if _writer is None:
+            from orion_nb.store.writer import Writer
+
+            w = Writer(s.effective_database_url, flush_interval=s.flush_interval).start()
+            _writer = w
+            _put = w.put
+        return _writer
+
+
+def emit(event: tuple[Any, ...]) -> None:
+    """Queue one event for the store (no-op when persistence is off)."""
+    put = _put
+    if put is not None:
+        put(event)
+
+
+def flush() -> None:
+    """Block until all recorded events are committed."""
+    w = _writer
+    if w is not None:
+        w.flush()
+
+
+async def aflush() -> None:
+    w = _writer
+    if w is not None:
+        await w.aflush()
+
+
+def _on_settings_change(old: settings.Settings, new: settings.Settings) -> None:
+    global _writer, _put
+    if (old.effective_database_url, old.persist) == (new.effective_database_url, new.persist):
+        if _writer is not None:
+            _writer.flush_interval = new.flush_interval
+        return
+    with _lock:
+        w, _writer, _put = _writer, None, None
+    if w is not None:
+        w.flush()
+        w.close()
+
+
+settings.on_change(_on_settings_change)

@@ -1,0 +1,79 @@
+"""Applying orchestration decisions to a run: the one place where states change.
+
+Both engines (task and flow) call :func:`propose`, which asks the run's compiled policy, records
+the resulting state (store + live view) and returns the decision. Kept tiny because it runs
+three times per task run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from orion_nb.engine import recorder
+from orion_nb.orchestration.policies import CompiledPolicy
+from orion_nb.orchestration.rules import Decision, DecisionKind, RunConfig, TransitionContext
+from orion_nb.orchestration.states import State
+
+__all__ = ["Run", "propose", "record"]
+
+
+class Run:
+    """What every run (task or flow) has: identity, state, attempt count, live view."""
+
+    __slots__ = ("id", "kind", "name", "run_count", "state", "view")
+
+    def __init__(self, id: str, kind: str, name: str, view: Any) -> None:
+        self.id = id
+        self.kind = kind
+        self.name = name
+        self.state: State = None  # type: ignore[assignment]
+        self.run_count = 0
+        self.view = view
+
+
+def record(run: Run, state: State) -> None:
+    """Make ``state`` the run's state and tell the store and the live view."""
+    state.run_id = run.id
+    run.state = state
+    ev = ("state", run.id, run.kind, state, run.run_count)
+    recorder.emit(ev)
+    view = run.view
+    if view is not None:
+        view.on_event(ev)
+
+
+def propose(
+    run: Run,
+    policy: CompiledPolicy,
+    config: RunConfig,
+    proposed: State,
+    **context: Any,
+) -> Decision | None:
+    """Propose ``proposed`` for ``run``; record and return what was decided.
+
+    Returns ``None`` when no rule intervened (the proposal was recorded as is). For a REJECT
+    or WAIT nothing is recorded by this function; the caller acts on the decision.
+    """
+    rules = policy.index.get((None if run.state is None else run.state.type, proposed.type))
+    if not rules:
+        record(run, proposed)
+        return None
+    ctx = TransitionContext(
+        config=config,
+        initial=run.state,
+        proposed=proposed,
+        run_id=run.id,
+        run_name=run.name,
+        run_count=run.run_count,
+        now=time.time(),
+        **context,
+    )
+    decision = policy.decide(ctx)
+    if decision is None:
+        record(run, proposed)
+        return None
+    if decision.kind is DecisionKind.ACCEPT:
+        assert decision.state is not None
+        record(run, decision.state)
+    return decision

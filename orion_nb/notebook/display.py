@@ -1,0 +1,81 @@
+"""Choosing and driving the live view of a top-level flow run.
+
+``make_view`` is called by the engine when a top-level flow run starts. In a Jupyter kernel
+with ``display="auto"`` or ``"widget"`` it shows the RunView widget (once available); in a
+plain interpreter or script it returns a compact text view that prints when the run starts
+and a one-line summary when it ends. ``display="none"`` shows nothing.
+
+A view receives every engine event through ``on_event`` on the hot path, so it only updates
+counters there; anything expensive happens on a throttled refresh or at ``close``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+__all__ = ["TextView", "in_notebook", "make_view"]
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where widgets can be displayed)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+    except Exception:
+        return False
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+def make_view(run: Any, mode: str) -> Any:
+    if mode == "none":
+        return None
+    if mode in ("auto", "widget") and in_notebook():
+        try:
+            from orion_nb.notebook.live import WidgetView
+        except ImportError:
+            pass
+        else:
+            return WidgetView(run)
+    return TextView(run)
+
+
+class TextView:
+    """A two-line progress report for scripts and terminals."""
+
+    shows_logs = False
+
+    def __init__(self, run: Any, stream: Any = None) -> None:
+        self.run = run
+        self.stream = stream or sys.stderr
+        self.started = time.time()
+        self.task_states: dict[str, str] = {}
+        self._print(f"Flow run {run.name!r} of flow {run.flow.name!r} started")
+
+    def _print(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        try:
+            print(f"{stamp} | orion_nb | {text}", file=self.stream, flush=True)
+        except Exception:  # pragma: no cover - a closed stream must not break a run
+            pass
+
+    def on_event(self, ev: tuple[Any, ...]) -> None:
+        if ev[0] == "state" and ev[2] == "task":
+            self.task_states[ev[1]] = ev[3].name
+
+    def close(self) -> None:
+        state = self.run.state
+        counts = Counter(self.task_states.values())
+        n = sum(counts.values())
+        summary = ", ".join(f"{v} {k}" for k, v in counts.most_common())
+        tasks = f"; {n} task run{'s' if n != 1 else ''} ({summary})" if n else ""
+        msg = f" - {state.message}" if state.message and not state.is_completed() else ""
+        self._print(
+            f"Flow run {self.run.name!r} finished in state {state.name} after "
+            f"{time.time() - self.started:.2f} s{tasks}{msg}"
+        )

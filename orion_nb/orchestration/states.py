@@ -1,0 +1,282 @@
+"""States a run moves through.
+
+A *state type* is one of eight coarse phases; a *named state* refines it (``Cached`` is a
+COMPLETED state, ``AwaitingRetry`` a SCHEDULED one). States are small immutable-by-convention
+objects created on the hot path, so they use ``__slots__`` and store the timestamp as epoch
+seconds; :attr:`State.timestamp` converts on demand.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from orion_nb.errors import CancelledRun, CrashedRun, MissingResult
+
+__all__ = [
+    "TERMINAL_TYPES",
+    "State",
+    "StateType",
+]
+
+
+class StateType(enum.Enum):
+    """The coarse phase of a run."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+    PAUSED = "PAUSED"
+
+    def __repr__(self) -> str:
+        return f"StateType.{self.name}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_TYPES
+
+
+TERMINAL_TYPES = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+)
+
+_DEFAULT_NAMES = {
+    StateType.SCHEDULED: "Scheduled",
+    StateType.PENDING: "Pending",
+    StateType.RUNNING: "Running",
+    StateType.COMPLETED: "Completed",
+    StateType.FAILED: "Failed",
+    StateType.CRASHED: "Crashed",
+    StateType.CANCELLED: "Cancelled",
+    StateType.PAUSED: "Paused",
+}
+
+_UNSET: Any = object()
+
+
+class State:
+    """One state of a flow or task run.
+
+    Parameters
+    ----------
+    type
+        The :class:`StateType`.
+    name
+        The named state (defaults to the type's name, e.g. ``"Completed"``).
+    message
+        A human explanation (``"RetryFailedRuns: attempt 2 of 3 in 0.5 s"``).
+    rule
+        Name of the orchestration rule that produced this state, if a rule intervened.
+    data
+        The run's result for COMPLETED states, or the exception for FAILED/CRASHED ones.
+    ts
+        Epoch seconds (UTC); defaults to now.
+    run_id
+        The id of the run this state belongs to.
+    scheduled_at
+        For SCHEDULED states: when the run should start (epoch seconds).
+    """
+
+    __slots__ = ("_data", "message", "name", "rule", "run_id", "scheduled_at", "ts", "type")
+
+    def __init__(
+        self,
+        type: StateType,
+        name: str | None = None,
+        message: str | None = None,
+        *,
+        rule: str | None = None,
+        data: Any = _UNSET,
+        ts: float | None = None,
+        run_id: str | None = None,
+        scheduled_at: float | None = None,
+    ) -> None:
+        self.type = type
+        self.name = name or _DEFAULT_NAMES[type]
+        self.message = message
+        self.rule = rule
+        self._data = data
+        self.ts = time.time() if ts is None else ts
+        self.run_id = run_id
+        self.scheduled_at = scheduled_at
+
+    # -- predicates -------------------------------------------------------------------------
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
+    def is_final(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    # -- data -------------------------------------------------------------------------------
+    @property
+    def timestamp(self) -> datetime:
+        """When the run entered this state, as a timezone-aware UTC datetime."""
+        return datetime.fromtimestamp(self.ts, UTC)
+
+    @property
+    def data(self) -> Any:
+        return None if self._data is _UNSET else self._data
+
+    def has_data(self) -> bool:
+        return self._data is not _UNSET
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """Return the run's result, or raise its exception.
+
+        Parameters
+        ----------
+        raise_on_failure
+            When the state is FAILED, CRASHED or CANCELLED, raise the original exception
+            (default). With ``False`` the exception object is returned instead.
+        """
+        if self.type is StateType.COMPLETED:
+            if self._data is _UNSET:
+                raise MissingResult(
+                    f"State {self.name!r} of run {self.run_id} holds no result; "
+                    "results are kept in memory only while the run's future is referenced "
+                    "(set persist_result=True to keep them)."
+                )
+            return self._data
+        if self.type in TERMINAL_TYPES:
+            exc = self._data if isinstance(self._data, BaseException) else None
+            if exc is None:
+                cls = {
+                    StateType.CANCELLED: CancelledRun,
+                    StateType.CRASHED: CrashedRun,
+                }.get(self.type)
+                from orion_nb.errors import OrionNBError
+
+                exc = (cls or OrionNBError)(self.message or f"Run ended in state {self.name!r}.")
+            if raise_on_failure:
+                raise exc
+            return exc
+        raise MissingResult(
+            f"Run {self.run_id} is in state {self.name!r} and has no result yet; wait for it first."
+        )
+
+    def copy(self, **changes: Any) -> State:
+        new = State.__new__(State)
+        for slot in State.__slots__:
+            setattr(
+                new,
+                slot,
+                changes.get(slot.lstrip("_"), getattr(self, slot))
+                if slot != "_data"
+                else changes.get("data", self._data),
+            )
+        return new
+
+    def __repr__(self) -> str:
+        msg = f", message={self.message!r}" if self.message else ""
+        return f"{self.name}(type={self.type.name}{msg})"
+
+    def __eq__(self, other: object) -> bool:  # states compare by content, not identity
+        if not isinstance(other, State):
+            return NotImplemented
+        return (self.type, self.name, self.ts, self.run_id) == (
+            other.type,
+            other.name,
+            other.ts,
+            other.run_id,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# -- named-state constructors (Prefect-compatible names) -----------------------------------
+
+
+def Scheduled(scheduled_at: float | None = None, **kw: Any) -> State:
+    return State(StateType.SCHEDULED, "Scheduled", scheduled_at=scheduled_at, **kw)
+
+
+def Late(**kw: Any) -> State:
+    return State(StateType.SCHEDULED, "Late", **kw)
+
+
+def AwaitingRetry(scheduled_at: float | None = None, **kw: Any) -> State:
+    return State(StateType.SCHEDULED, "AwaitingRetry", scheduled_at=scheduled_at, **kw)
+
+
+def Pending(**kw: Any) -> State:
+    return State(StateType.PENDING, "Pending", **kw)
+
+
+def Running(**kw: Any) -> State:
+    return State(StateType.RUNNING, "Running", **kw)
+
+
+def Retrying(**kw: Any) -> State:
+    return State(StateType.RUNNING, "Retrying", **kw)
+
+
+def Completed(**kw: Any) -> State:
+    return State(StateType.COMPLETED, "Completed", **kw)
+
+
+def Cached(**kw: Any) -> State:
+    return State(StateType.COMPLETED, "Cached", **kw)
+
+
+def Failed(**kw: Any) -> State:
+    return State(StateType.FAILED, "Failed", **kw)
+
+
+def TimedOut(**kw: Any) -> State:
+    return State(StateType.FAILED, "TimedOut", **kw)
+
+
+def Crashed(**kw: Any) -> State:
+    return State(StateType.CRASHED, "Crashed", **kw)
+
+
+def Cancelled(**kw: Any) -> State:
+    return State(StateType.CANCELLED, "Cancelled", **kw)
+
+
+def Paused(**kw: Any) -> State:
+    return State(StateType.PAUSED, "Paused", **kw)
+
+
+NAMED_STATES = {
+    "Scheduled": StateType.SCHEDULED,
+    "Late": StateType.SCHEDULED,
+    "AwaitingRetry": StateType.SCHEDULED,
+    "Pending": StateType.PENDING,
+    "Running": StateType.RUNNING,
+    "Retrying": StateType.RUNNING,
+    "Completed": StateType.COMPLETED,
+    "Cached": StateType.COMPLETED,
+    "Failed": StateType.FAILED,
+    "TimedOut": StateType.FAILED,
+    "Crashed": StateType.CRASHED,
+    "Cancelled": StateType.CANCELLED,
+    "Paused": StateType.PAUSED,
+}

@@ -1,0 +1,173 @@
+"""SQLAlchemy models of the history database (DESIGN.md, "Data model").
+
+Types behave the same on SQLite and Postgres: ids are ``Uuid`` (text on SQLite, ``uuid`` on
+Postgres), timestamps are stored in UTC and read back timezone-aware, JSON columns use the
+generic ``JSON`` type (``JSONB`` on Postgres).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["Base", "Deployment", "FlowRun", "Log", "StateRow", "TaskRun", "TaskRunInput"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s__%(constraint_name)s",
+    "fk": "fk_%(table_name)s__%(column_0_name)s__%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC that always comes back timezone-aware.
+
+    SQLite has no timezone-aware type, so values are stored as naive UTC there and the
+    timezone is reattached on the way out; Postgres uses ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, (int, float)):
+            value = datetime.fromtimestamp(value, UTC)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+IdType = Uuid(as_uuid=False)
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class FlowRun(Base):
+    __tablename__ = "flow_runs"
+
+    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    flow_name: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    parameters: Mapped[Any] = mapped_column(JSONType, default=dict)
+    state_type: Mapped[str | None] = mapped_column(String(20))
+    state_name: Mapped[str | None] = mapped_column(String(40))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    start_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    tags: Mapped[Any] = mapped_column(JSONType, default=list)
+    parent_task_run_id: Mapped[str | None] = mapped_column(IdType, index=True)
+    deployment_id: Mapped[str | None] = mapped_column(IdType)
+    source: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskRun(Base):
+    __tablename__ = "task_runs"
+    __table_args__ = (Index("ix_task_runs__cache_key_end", "cache_key"),)
+
+    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    flow_run_id: Mapped[str | None] = mapped_column(IdType, index=True)
+    task_name: Mapped[str] = mapped_column(String(200), index=True)
+    task_key: Mapped[str] = mapped_column(String(400))
+    dynamic_key: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    cache_key: Mapped[str | None] = mapped_column(String(200))
+    cache_expiration: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    result_ref: Mapped[str | None] = mapped_column(Text)
+    state_type: Mapped[str | None] = mapped_column(String(20))
+    state_name: Mapped[str | None] = mapped_column(String(40))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    start_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    tags: Mapped[Any] = mapped_column(JSONType, default=list)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskRunInput(Base):
+    """An edge: ``task_run_id`` received data from (or waited for) ``upstream_task_run_id``."""
+
+    __tablename__ = "task_run_inputs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_run_id: Mapped[str] = mapped_column(IdType, index=True)
+    upstream_task_run_id: Mapped[str] = mapped_column(IdType, index=True)
+    parameter: Mapped[str] = mapped_column(String(200))
+
+
+class StateRow(Base):
+    """One transition of a flow or task run, with the rule that decided it (if any)."""
+
+    __tablename__ = "states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(IdType, index=True)
+    run_kind: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(40))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    message: Mapped[str | None] = mapped_column(Text)
+    rule: Mapped[str | None] = mapped_column(String(80))
+
+
+class Log(Base):
+    __tablename__ = "logs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    flow_run_id: Mapped[str | None] = mapped_column(IdType, index=True)
+    task_run_id: Mapped[str | None] = mapped_column(IdType)
+    level: Mapped[str] = mapped_column(String(10))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    message: Mapped[str] = mapped_column(Text)
+
+
+class Deployment(Base):
+    """A notebook exported to a script that runs on a schedule."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    flow_name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    schedule: Mapped[str | None] = mapped_column(String(200))
+    parameters: Mapped[Any] = mapped_column(JSONType, default=dict)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

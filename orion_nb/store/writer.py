@@ -1,0 +1,424 @@
+"""The one background, batched writer of a process.
+
+The engine never waits for the database on the hot path: it appends small tuples to
+:attr:`Writer.queue` (a ``collections.deque``; ``append`` is atomic and takes ~50 ns). A
+coroutine on the engine's loop thread drains the queue every ``flush_interval`` seconds,
+coalesces what happened to each run within that window (three transitions of a short task
+become three ``states`` rows but one ``task_runs`` row), and writes each table with one
+``executemany`` in one transaction.
+
+:meth:`Writer.flush` blocks until everything queued before the call is committed; the engine
+calls it when a top-level flow run ends so that its history is visible at once, also to other
+processes. At interpreter exit pending records are flushed.
+
+Event tuples (first item is the kind)::
+
+    ("flow",  id, flow_name, name, parameters, tags, parent_task_run_id, source, host, pid, created)
+    ("task",  id, flow_run_id, task_name, task_key, dynamic_key, name, tags, created)
+    ("state", run_id, kind, State, run_count)
+    ("edge",  task_run_id, upstream_task_run_id, parameter)
+    ("log",   flow_run_id, task_run_id, level, ts, message)
+    ("cache", task_run_id, cache_key, expires_at, result_ref)
+    ("flush", concurrent.futures.Future)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import threading
+import warnings
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orion_nb._loop import LoopThread, get_loop_thread
+from orion_nb.errors import ConfigurationError, OrionNBWarning
+from orion_nb.settings import mask_url
+from orion_nb.store import database
+from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput
+
+__all__ = ["Writer"]
+
+_TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+_UPDATABLE = (
+    "state_type",
+    "state_name",
+    "start_time",
+    "end_time",
+    "run_count",
+    "message",
+)
+_TASK_UPDATABLE = (*_UPDATABLE, "cache_key", "cache_expiration", "result_ref")
+# a state for a run whose row was already written as finished updates only these columns
+_ORPHAN_COLS = ("state_type", "state_name", "run_count", "end_time", "message")
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+class Writer:
+    """Batched writer bound to one database URL.
+
+    Parameters
+    ----------
+    url
+        The database URL (user form; the async driver is chosen by ``store.database``).
+    flush_interval
+        Seconds between writes while records are arriving.
+    loop_thread
+        The loop thread to run on (the process's shared one by default).
+    """
+
+    def __init__(
+        self, url: str, *, flush_interval: float = 0.05, loop_thread: LoopThread | None = None
+    ) -> None:
+        self.url = url
+        self.flush_interval = flush_interval
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.engine: AsyncEngine | None = None
+        self._lt = loop_thread or get_loop_thread()
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._sleeping = False
+        self._closed = False
+        self._flow_rows: dict[str, dict[str, Any]] = {}
+        self._task_rows: dict[str, dict[str, Any]] = {}
+        self._stmts: dict[str, Any] = {}
+        self._pending_batch: list[tuple[Any, ...]] = []
+        self._lock = threading.Lock()
+        self.last_error: BaseException | None = None
+        self.rows_written = 0
+
+    def __repr__(self) -> str:
+        return f"Writer(url={mask_url(self.url)!r}, queued={len(self.queue)})"
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> Writer:
+        """Connect, migrate the schema, and start the background flushing coroutine.
+
+        Raises
+        ------
+        ConfigurationError
+            When the database cannot be used; the message masks any password.
+        """
+        try:
+            self._lt.run(self._start())
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            raise ConfigurationError(
+                f"Cannot use the database {mask_url(self.url)!r}: {type(exc).__name__}: "
+                f"{mask_url(str(exc)).splitlines()[0] if str(exc) else ''}. Check that the server "
+                "is running and the URL is right, or unset ORION_NB_DATABASE_URL to use the "
+                "default SQLite file."
+            ) from None
+        atexit.register(self.close)
+        return self
+
+    async def _start(self) -> None:
+        self.engine = database.create_engine(self.url)
+        try:
+            await database.migrate(self.engine)
+        except BaseException:
+            await self.engine.dispose()
+            self.engine = None
+            raise
+        self._build_statements()
+        self._wake = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    def _build_statements(self) -> None:
+        assert self.engine is not None
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        for key, table, cols in (
+            ("flow", FlowRun.__table__, _UPDATABLE),
+            ("task", TaskRun.__table__, _TASK_UPDATABLE),
+        ):
+            stmt = insert(table)
+            self._stmts[f"upsert_{key}"] = stmt.on_conflict_do_update(
+                index_elements=["id"], set_={c: stmt.excluded[c] for c in cols}
+            )
+            self._stmts[f"update_{key}"] = (
+                update(table)
+                .where(table.c.id == bindparam("_id"))
+                .values({c: bindparam(c) for c in _ORPHAN_COLS})
+            )
+
+    def put(self, event: tuple[Any, ...]) -> None:
+        """Queue one event (thread-safe, non-blocking)."""
+        self.queue.append(event)
+        if self._sleeping:
+            self._sleeping = False
+            wake = self._wake
+            if wake is not None:
+                self._lt.call_soon(wake.set)
+
+    def flush(self, timeout: float | None = 60) -> None:
+        """Block until everything queued so far is committed.
+
+        A database failure is reported as an :class:`OrionNBWarning` (the records stay queued
+        and are retried); it never turns a user's successful run into an error.
+        """
+        if self._task is None:
+            return
+        if self._lt.in_thread:
+            raise RuntimeError("Writer.flush() cannot block the loop thread; use aflush().")
+        fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.put(("flush", fut))
+        self._lt.call_soon(self._wake_now)
+        try:
+            fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            warnings.warn(
+                f"History writes to {mask_url(self.url)} did not finish within {timeout} s; "
+                "they stay queued and are retried in the background.",
+                OrionNBWarning,
+                stacklevel=2,
+            )
+        except Exception as exc:
+            warnings.warn(
+                f"Could not write run history to {mask_url(self.url)}: {type(exc).__name__}: "
+                f"{mask_url(str(exc)).splitlines()[0] if str(exc) else ''}. Records are kept in "
+                "memory and retried; check the database.",
+                OrionNBWarning,
+                stacklevel=2,
+            )
+
+    async def aflush(self) -> None:
+        """Await (from any loop) until everything queued so far is committed."""
+        if self._task is None:
+            return
+        fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.put(("flush", fut))
+        self._lt.call_soon(self._wake_now)
+        await asyncio.wrap_future(fut)
+
+    def _wake_now(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Flush what is pending and dispose of the engine (idempotent; runs at exit)."""
+        if self._closed or self._task is None:
+            return
+        self._closed = True
+        try:
+            if self._lt.thread is not None and self._lt.thread.is_alive():
+                self._lt.run(self._close(), timeout=30)
+        except Exception:  # pragma: no cover - best effort at interpreter exit
+            pass
+
+    async def _close(self) -> None:
+        self._wake_now()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 30)  # type: ignore[arg-type]
+            except Exception:
+                pass
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    # -- the background coroutine -----------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._wake is not None
+        idle = 0
+        while True:
+            if not self.queue and not self._pending_batch:
+                if self._closed:
+                    return
+                idle += 1
+                if idle > 20:
+                    # nothing for a second: sleep until a producer wakes us
+                    self._sleeping = True
+                    if self.queue:
+                        self._sleeping = False
+                    else:
+                        self._wake.clear()
+                        if not self.queue:
+                            await self._wake.wait()
+                        self._sleeping = False
+                    idle = 0
+                    continue
+            else:
+                idle = 0
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        batch = self._pending_batch
+        q = self.queue
+        n = len(q)
+        for _ in range(n):
+            batch.append(q.popleft())
+        if not batch:
+            return
+        flushes = [ev[1] for ev in batch if ev[0] == "flush"]
+        try:
+            await self._write([ev for ev in batch if ev[0] != "flush"])
+        except Exception as exc:
+            self.last_error = exc
+            # keep the records for the next attempt, fail the waiters now
+            self._pending_batch = [ev for ev in batch if ev[0] != "flush"]
+            for fut in flushes:
+                if not fut.done():
+                    fut.set_exception(exc)
+            await asyncio.sleep(min(1.0, self.flush_interval * 10))
+            return
+        self._pending_batch = []
+        self.last_error = None
+        for fut in flushes:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _write(self, events: list[tuple[Any, ...]]) -> None:
+        if not events:
+            return
+        flow_rows = self._flow_rows
+        task_rows = self._task_rows
+        dirty_flows: dict[str, dict[str, Any]] = {}
+        dirty_tasks: dict[str, dict[str, Any]] = {}
+        orphan_updates: dict[str, dict[str, dict[str, Any]]] = {"flow": {}, "task": {}}
+        states: list[dict[str, Any]] = []
+        edges: list[dict[str, Any]] = []
+        logs: list[dict[str, Any]] = []
+        for ev in events:
+            kind = ev[0]
+            if kind == "state":
+                _, run_id, run_kind, st, run_count = ev
+                rows = task_rows if run_kind == "task" else flow_rows
+                row = rows.get(run_id)
+                if row is None:
+                    row = orphan_updates[run_kind].setdefault(run_id, {"_id": run_id})
+                    for c in _ORPHAN_COLS:
+                        row.setdefault(c, None)
+                else:
+                    (dirty_tasks if run_kind == "task" else dirty_flows)[run_id] = row
+                t = st.type.value
+                ts = _dt(st.ts)
+                row["state_type"] = t
+                row["state_name"] = st.name
+                row["run_count"] = run_count
+                if t == "RUNNING" and "start_time" in row and row["start_time"] is None:
+                    row["start_time"] = ts
+                if t in _TERMINAL:
+                    row["end_time"] = ts
+                    if "start_time" in row and row["start_time"] is None:
+                        # never ran (cached, upstream failed, cancelled while pending)
+                        row["start_time"] = ts
+                    row["message"] = st.message
+                states.append(
+                    {
+                        "run_id": run_id,
+                        "run_kind": run_kind,
+                        "type": t,
+                        "name": st.name,
+                        "timestamp": ts,
+                        "message": st.message,
+                        "rule": st.rule,
+                    }
+                )
+            elif kind == "task":
+                _, rid, flow_run_id, task_name, task_key, dyn, name, tags, created = ev
+                row = {
+                    "id": rid,
+                    "flow_run_id": flow_run_id,
+                    "task_name": task_name,
+                    "task_key": task_key,
+                    "dynamic_key": dyn,
+                    "name": name,
+                    "tags": list(tags),
+                    "created": _dt(created),
+                    "state_type": None,
+                    "state_name": None,
+                    "start_time": None,
+                    "end_time": None,
+                    "run_count": 0,
+                    "message": None,
+                    "cache_key": None,
+                    "cache_expiration": None,
+                    "result_ref": None,
+                }
+                task_rows[rid] = row
+                dirty_tasks[rid] = row
+            elif kind == "flow":
+                _, rid, flow_name, name, params, tags, parent, source, host, pid, created = ev
+                row = {
+                    "id": rid,
+                    "flow_name": flow_name,
+                    "name": name,
+                    "parameters": params,
+                    "tags": list(tags),
+                    "parent_task_run_id": parent,
+                    "deployment_id": None,
+                    "source": source,
+                    "host": host,
+                    "pid": pid,
+                    "created": _dt(created),
+                    "heartbeat_at": None,
+                    "state_type": None,
+                    "state_name": None,
+                    "start_time": None,
+                    "end_time": None,
+                    "run_count": 0,
+                    "message": None,
+                }
+                flow_rows[rid] = row
+                dirty_flows[rid] = row
+            elif kind == "edge":
+                edges.append(
+                    {"task_run_id": ev[1], "upstream_task_run_id": ev[2], "parameter": ev[3]}
+                )
+            elif kind == "log":
+                logs.append(
+                    {
+                        "flow_run_id": ev[1],
+                        "task_run_id": ev[2],
+                        "level": ev[3],
+                        "timestamp": _dt(ev[4]),
+                        "message": ev[5],
+                    }
+                )
+            elif kind == "cache":
+                row = task_rows.get(ev[1])
+                if row is not None:
+                    row["cache_key"] = ev[2]
+                    row["cache_expiration"] = _dt(ev[3])
+                    row["result_ref"] = ev[4]
+                    dirty_tasks[ev[1]] = row
+        assert self.engine is not None
+        async with self.engine.begin() as conn:
+            if dirty_flows:
+                await conn.execute(self._stmts["upsert_flow"], list(dirty_flows.values()))
+            if dirty_tasks:
+                await conn.execute(self._stmts["upsert_task"], list(dirty_tasks.values()))
+            if states:
+                await conn.execute(StateRow.__table__.insert(), states)
+            if edges:
+                await conn.execute(TaskRunInput.__table__.insert(), edges)
+            if logs:
+                await conn.execute(Log.__table__.insert(), logs)
+            for run_kind, ups in orphan_updates.items():
+                if ups:
+                    await conn.execute(self._stmts[f"update_{run_kind}"], list(ups.values()))
+        self.rows_written += (
+            len(dirty_flows) + len(dirty_tasks) + len(states) + len(edges) + len(logs)
+        )
+        # finished runs need no further upserts: forget them
+        for rows, dirty in ((flow_rows, dirty_flows), (task_rows, dirty_tasks)):
+            for rid, row in dirty.items():
+                if row["state_type"] in _TERMINAL:
+                    rows.pop(rid, None)
