@@ -285,10 +285,22 @@ def random_run_name() -> str:
     return f"{_rng.choice(_ADJECTIVES)}-{_rng.choice(_ANIMALS)}"
 
 
+_id_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _id_rng.seed(os.urandom(32)))
+
+
 def new_id() -> str:
-    """A random (version 4) UUID as text; faster than ``str(uuid.uuid4())``."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A random version-4 UUID as text.
+
+    Drawn from a PRNG seeded from ``os.urandom`` (reseeded in forked children): ids need to be
+    unique, not secret, and ``os.urandom`` per run costs a system call on the hot path.
+    """
+    h = "%032x" % (_id_rng.getrandbits(128) & _UUID_MASK | _UUID_BITS)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_MASK = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID_BITS = (0x4 << 76) | (0x2 << 62)
 
 
 def format_name(

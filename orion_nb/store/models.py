@@ -67,7 +67,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-IdType = Uuid(as_uuid=False)
+# UUIDs as 36-character text on SQLite, the native uuid type on Postgres
+IdType = Uuid(as_uuid=False).with_variant(String(36), "sqlite")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 

@@ -11,6 +11,13 @@ become three ``states`` rows but one ``task_runs`` row), and writes each table w
 calls it when a top-level flow run ends so that its history is visible at once, also to other
 processes. At interpreter exit pending records are flushed.
 
+The writer has a thread and event loop of its own, so a large batch never delays the engine's
+timers. Postgres is written through SQLAlchemy Core ``executemany`` on the async engine
+(asyncpg). SQLite is written through the driver's ``executemany`` on one long-lived connection
+held by that thread: with aiosqlite every statement would cost two thread hops, which is most
+of a flow run's budget; reads and migrations still use the async engine. Statements are
+compiled once from the SQLAlchemy tables, so no SQL text is written by hand.
+
 Event tuples (first item is the kind)::
 
     ("flow",  id, flow_name, name, parameters, tags, parent_task_run_id, source, host, pid, created)
@@ -26,6 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
+import operator
+import sqlite3
 import concurrent.futures
 import threading
 import warnings
@@ -36,7 +46,7 @@ from typing import Any
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orion_nb._loop import LoopThread, get_loop_thread
+from orion_nb._loop import LoopThread
 from orion_nb.errors import ConfigurationError, OrionNBWarning
 from orion_nb.settings import mask_url
 from orion_nb.store import database
@@ -62,6 +72,69 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
+_STATE_COLS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rule")
+_EDGE_COLS = ("task_run_id", "upstream_task_run_id", "parameter")
+_LOG_COLS = ("flow_run_id", "task_run_id", "level", "timestamp", "message")
+_TIME_COLS = frozenset(
+    {"created", "start_time", "end_time", "heartbeat_at", "cache_expiration", "timestamp"}
+)
+_JSON_COLS = frozenset({"parameters", "tags"})
+
+
+def _sqlite_rows(rows: list[dict[str, Any]], cols: list[str]) -> list[tuple[Any, ...]]:
+    """Rows as parameter tuples in the form SQLAlchemy's SQLite types store them.
+
+    Timestamps become naive-UTC DATETIME text and JSON columns JSON text, so that reads through
+    the ORM types see exactly what a Core insert would have written.
+    """
+    get = operator.itemgetter(*cols)
+    times = [i for i, c in enumerate(cols) if c in _TIME_COLS]
+    jsons = [i for i, c in enumerate(cols) if c in _JSON_COLS]
+    if not times and not jsons:
+        return [get(r) for r in rows]
+    out = []
+    ts = _sqlite_ts
+    for r in rows:
+        t = list(get(r))
+        for i in times:
+            v = t[i]
+            if v is not None:
+                t[i] = ts(v)
+        for i in jsons:
+            v = t[i]
+            t[i] = "[]" if not v and not isinstance(v, dict) else json.dumps(v)
+        out.append(tuple(t))
+    return out
+
+
+_ts_cache: list[Any] = [-1, ""]
+
+
+def _sqlite_ts(ts: float) -> str:
+    """Epoch seconds as SQLAlchemy's SQLite DATETIME text, formatting the seconds once."""
+    sec = int(ts)
+    if sec != _ts_cache[0]:
+        _ts_cache[0] = sec
+        _ts_cache[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{_ts_cache[1]}.{int((ts - sec) * 1e6):06d}"
+
+
+def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_dt(v) if k in _TIME_COLS and isinstance(v, float) else v) for k, v in row.items()}
+
+
+def _open_sqlite(url: str) -> Any:
+    """The bulk path's own driver connection, with the same PRAGMAs as the engine's."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    conn = sqlite3.connect(
+        u.database or ":memory:", timeout=30, check_same_thread=False, isolation_level=None
+    )
+    database._sqlite_pragmas(conn, None)
+    return conn
+
+
 class Writer:
     """Batched writer bound to one database URL.
 
@@ -82,7 +155,9 @@ class Writer:
         self.flush_interval = flush_interval
         self.queue: deque[tuple[Any, ...]] = deque()
         self.engine: AsyncEngine | None = None
-        self._lt = loop_thread or get_loop_thread()
+        self._lt = loop_thread or LoopThread("orion-nb-writer").start()
+        self._raw: Any = None  # the SQLite driver connection of the bulk path
+        self._raw_sql: dict[str, tuple[str, list[str]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._sleeping = False
@@ -130,6 +205,8 @@ class Writer:
             self.engine = None
             raise
         self._build_statements()
+        if self.engine.dialect.name == "sqlite":
+            self._raw = _open_sqlite(self.url)
         self._wake = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
 
@@ -153,6 +230,23 @@ class Writer:
                 .where(table.c.id == bindparam("_id"))
                 .values({c: bindparam(c) for c in _ORPHAN_COLS})
             )
+        self._stmts["states"] = StateRow.__table__.insert()
+        self._stmts["edges"] = TaskRunInput.__table__.insert()
+        self._stmts["logs"] = Log.__table__.insert()
+        if dialect == "sqlite":
+            sq = self.engine.dialect
+            for key in ("upsert_flow", "upsert_task", "update_flow", "update_task"):
+                compiled = self._stmts[key].compile(dialect=sq)
+                self._raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
+            for key, table, cols in (
+                ("states", StateRow.__table__, _STATE_COLS),
+                ("edges", TaskRunInput.__table__, _EDGE_COLS),
+                ("logs", Log.__table__, _LOG_COLS),
+            ):
+                compiled = (
+                    table.insert().values({c: bindparam(c) for c in cols}).compile(dialect=sq)
+                )
+                self._raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
 
     def put(self, event: tuple[Any, ...]) -> None:
         """Queue one event (thread-safe, non-blocking)."""
@@ -225,6 +319,9 @@ class Writer:
                 await asyncio.wait_for(self._task, 30)  # type: ignore[arg-type]
             except Exception:
                 pass
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         if self.engine is not None:
             await self.engine.dispose()
 
@@ -284,6 +381,21 @@ class Writer:
             if not fut.done():
                 fut.set_result(None)
 
+    def _write_sqlite(self, batches: tuple[tuple[str, list[dict[str, Any]]], ...]) -> None:
+        conn = self._raw
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for key, rows in batches:
+                if not rows:
+                    continue
+                sql, cols = self._raw_sql[key]
+                params = _sqlite_rows(rows, cols)
+                conn.executemany(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     async def _write(self, events: list[tuple[Any, ...]]) -> None:
         if not events:
             return
@@ -308,7 +420,7 @@ class Writer:
                 else:
                     (dirty_tasks if run_kind == "task" else dirty_flows)[run_id] = row
                 t = st.type.value
-                ts = _dt(st.ts)
+                ts = st.ts
                 row["state_type"] = t
                 row["state_name"] = st.name
                 row["run_count"] = run_count
@@ -341,7 +453,7 @@ class Writer:
                     "dynamic_key": dyn,
                     "name": name,
                     "tags": list(tags),
-                    "created": _dt(created),
+                    "created": created,
                     "state_type": None,
                     "state_name": None,
                     "start_time": None,
@@ -367,7 +479,7 @@ class Writer:
                     "source": source,
                     "host": host,
                     "pid": pid,
-                    "created": _dt(created),
+                    "created": created,
                     "heartbeat_at": None,
                     "state_type": None,
                     "state_name": None,
@@ -388,7 +500,7 @@ class Writer:
                         "flow_run_id": ev[1],
                         "task_run_id": ev[2],
                         "level": ev[3],
-                        "timestamp": _dt(ev[4]),
+                        "timestamp": ev[4],
                         "message": ev[5],
                     }
                 )
@@ -396,24 +508,26 @@ class Writer:
                 row = task_rows.get(ev[1])
                 if row is not None:
                     row["cache_key"] = ev[2]
-                    row["cache_expiration"] = _dt(ev[3])
+                    row["cache_expiration"] = ev[3]
                     row["result_ref"] = ev[4]
                     dirty_tasks[ev[1]] = row
-        assert self.engine is not None
-        async with self.engine.begin() as conn:
-            if dirty_flows:
-                await conn.execute(self._stmts["upsert_flow"], list(dirty_flows.values()))
-            if dirty_tasks:
-                await conn.execute(self._stmts["upsert_task"], list(dirty_tasks.values()))
-            if states:
-                await conn.execute(StateRow.__table__.insert(), states)
-            if edges:
-                await conn.execute(TaskRunInput.__table__.insert(), edges)
-            if logs:
-                await conn.execute(Log.__table__.insert(), logs)
-            for run_kind, ups in orphan_updates.items():
-                if ups:
-                    await conn.execute(self._stmts[f"update_{run_kind}"], list(ups.values()))
+        batches = (
+            ("upsert_flow", list(dirty_flows.values())),
+            ("upsert_task", list(dirty_tasks.values())),
+            ("states", states),
+            ("edges", edges),
+            ("logs", logs),
+            ("update_flow", list(orphan_updates["flow"].values())),
+            ("update_task", list(orphan_updates["task"].values())),
+        )
+        if self._raw is not None:
+            self._write_sqlite(batches)
+        else:
+            assert self.engine is not None
+            async with self.engine.begin() as conn:
+                for key, rows in batches:
+                    if rows:
+                        await conn.execute(self._stmts[key], [_pg_row(r) for r in rows])
         self.rows_written += (
             len(dirty_flows) + len(dirty_tasks) + len(states) + len(edges) + len(logs)
         )

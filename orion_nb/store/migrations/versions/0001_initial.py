@@ -20,7 +20,11 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "deployments",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column(
+            "id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=False,
+        ),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("flow_name", sa.String(length=200), nullable=False),
         sa.Column("path", sa.Text(), nullable=False),
@@ -37,7 +41,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "flow_runs",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column(
+            "id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=False,
+        ),
         sa.Column("flow_name", sa.String(length=200), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column(
@@ -56,8 +64,16 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("parent_task_run_id", sa.Uuid(as_uuid=False), nullable=True),
-        sa.Column("deployment_id", sa.Uuid(as_uuid=False), nullable=True),
+        sa.Column(
+            "parent_task_run_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=True,
+        ),
+        sa.Column(
+            "deployment_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=True,
+        ),
         sa.Column("source", sa.Text(), nullable=True),
         sa.Column("host", sa.String(length=200), nullable=True),
         sa.Column("pid", sa.Integer(), nullable=True),
@@ -80,8 +96,16 @@ def upgrade() -> None:
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column("flow_run_id", sa.Uuid(as_uuid=False), nullable=True),
-        sa.Column("task_run_id", sa.Uuid(as_uuid=False), nullable=True),
+        sa.Column(
+            "flow_run_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=True,
+        ),
+        sa.Column(
+            "task_run_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=True,
+        ),
         sa.Column("level", sa.String(length=10), nullable=False),
         sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
@@ -98,7 +122,11 @@ def upgrade() -> None:
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column("run_id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column(
+            "run_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=False,
+        ),
         sa.Column("run_kind", sa.String(length=8), nullable=False),
         sa.Column("type", sa.String(length=20), nullable=False),
         sa.Column("name", sa.String(length=40), nullable=False),
@@ -118,8 +146,16 @@ def upgrade() -> None:
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column("task_run_id", sa.Uuid(as_uuid=False), nullable=False),
-        sa.Column("upstream_task_run_id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column(
+            "task_run_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=False,
+        ),
+        sa.Column(
+            "upstream_task_run_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=False,
+        ),
         sa.Column("parameter", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_run_inputs")),
     )
@@ -135,8 +171,16 @@ def upgrade() -> None:
 
     op.create_table(
         "task_runs",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
-        sa.Column("flow_run_id", sa.Uuid(as_uuid=False), nullable=True),
+        sa.Column(
+            "id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=False,
+        ),
+        sa.Column(
+            "flow_run_id",
+            sa.Uuid(as_uuid=False).with_variant(sa.String(length=36), "sqlite"),
+            nullable=True,
+        ),
         sa.Column("task_name", sa.String(length=200), nullable=False),
         sa.Column("task_key", sa.String(length=400), nullable=False),
         sa.Column("dynamic_key", sa.String(length=40), nullable=False),
