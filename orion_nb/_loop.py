@@ -49,6 +49,15 @@ class LoopThread:
         finally:
             loop.close()
 
+    def stop(self, timeout: float = 5) -> None:
+        """Stop the loop and join the thread (pending callbacks are dropped)."""
+        loop, thread = self.loop, self.thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if threading.current_thread() is not thread:
+            thread.join(timeout)
+
     @property
     def in_thread(self) -> bool:
         return self.thread is not None and threading.current_thread() is self.thread

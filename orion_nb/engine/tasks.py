@@ -208,6 +208,10 @@ class Task(Generic[P, R]):
         self.refresh_cache = refresh_cache
         self.persist_result = persist_result
         self.log_prints = log_prints
+        if log_prints:
+            from orion_nb.engine.run_logging import install_print_hook
+
+            install_print_hook()
         self.on_completion = list(on_completion or ())
         self.on_failure = list(on_failure or ())
         self.is_async = inspect.iscoroutinefunction(fn)

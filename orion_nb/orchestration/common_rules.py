@@ -19,6 +19,12 @@ class PreventInvalidTransitions(Rule):
     FROM_STATES = frozenset([*TERMINAL_TYPES, StateType.RUNNING])
     TO_STATES = ALL_TYPES
 
+    def pairs(self) -> set[tuple[StateType | None, StateType]]:
+        # consulted only where it can refuse, so RUNNING -> COMPLETED costs nothing
+        out = {(f, t) for f in TERMINAL_TYPES for t in StateType}
+        out.add((StateType.RUNNING, StateType.PENDING))
+        return out
+
     def decide(self, ctx: TransitionContext) -> Decision | None:
         initial = ctx.initial
         if initial is None:

@@ -91,11 +91,8 @@ class Policy:
                 continue
             if not rule.applies(config):
                 continue
-            for f in rule.FROM_STATES:
-                for t in rule.TO_STATES:
-                    if t is None:
-                        continue
-                    index.setdefault((f, t), []).append(rule)
+            for pair in sorted(rule.pairs(), key=str):
+                index.setdefault(pair, []).append(rule)
         return CompiledPolicy({k: tuple(v) for k, v in index.items()})
 
     def __repr__(self) -> str:

@@ -203,6 +203,10 @@ class Rule:
     def name(self) -> str:
         return type(self).__name__
 
+    def pairs(self) -> set[tuple[StateType | None, StateType]]:
+        """The (from, to) transitions the rule is consulted for (by default FROM x TO)."""
+        return {(f, t) for f in self.FROM_STATES for t in self.TO_STATES if t is not None}
+
     def applies(self, config: RunConfig) -> bool:
         """Whether the rule can ever matter for runs of this definition (checked once)."""
         return config.kind in self.KINDS

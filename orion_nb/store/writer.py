@@ -311,6 +311,8 @@ class Writer:
                 self._lt.run(self._close(), timeout=30)
         except Exception:  # pragma: no cover - best effort at interpreter exit
             pass
+        self._lt.stop()
+        atexit.unregister(self.close)
 
     async def _close(self) -> None:
         self._wake_now()
