@@ -661,9 +661,7 @@ class TaskRunEngine:
                     run, Pending(message=f"{decision.rule}: {decision.reason}", rule=decision.rule)
                 )
                 flow_ctx = run.flow_ctx
-                self.slots = concurrency.acquire(
-                    run.tags, lambda: flow_ctx is not None and flow_ctx.cancelled
-                )
+                self.slots = concurrency.acquire(run.tags, _cancel_check(flow_ctx))
                 if flow_ctx is not None and flow_ctx.cancelled:
                     concurrency.release(self.slots)
                     self.slots = []
@@ -841,6 +839,10 @@ class TaskRunEngine:
         if cf is not None and not cf.done():
             cf.set_result(state)
         return state
+
+
+def _cancel_check(flow_ctx: FlowRunContext | None) -> Callable[[], bool]:
+    return lambda: flow_ctx is not None and flow_ctx.cancelled
 
 
 def _cancel_message(exc: BaseException) -> str:

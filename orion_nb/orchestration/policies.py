@@ -67,10 +67,14 @@ def _run_rules(rules: Sequence[Rule], ctx: TransitionContext) -> Decision | None
             continue
         if d.kind is not DecisionKind.ACCEPT:
             return d
-        if decision is not None and d.state is not None and decision.state is not None:
-            if d.state is not decision.state:
-                # keep the earlier rule's explanation visible when a later rule rewrites again
-                d.state.message = f"{decision.state.message}; {d.state.message}"
+        if (
+            decision is not None
+            and d.state is not None
+            and decision.state is not None
+            and d.state is not decision.state
+        ):
+            # keep the earlier rule's explanation visible when a later rule rewrites again
+            d.state.message = f"{decision.state.message}; {d.state.message}"
         decision = d
         if d.state is not None:
             ctx.proposed = d.state

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import json
 import operator
 import sqlite3
-import concurrent.futures
 import threading
 import warnings
 from collections import deque
