@@ -54,9 +54,25 @@ __all__ = [
     "task_input_hash",
     "task_inputs",
     "task_runs",
+    "timeline",
     "unload_ipython_extension",
     "unmapped",
+    "view",
 ]
+
+
+def view(run_id: str) -> Any:
+    """The RunView widget of a recorded flow run (id, unique id prefix or run name)."""
+    from orion_nb.notebook.views import view as _view
+
+    return _view(run_id)
+
+
+def timeline(run_id: str) -> Any:
+    """A plotly Figure of a recorded flow run's timeline, for reports."""
+    from orion_nb.notebook.views import timeline as _timeline
+
+    return _timeline(run_id)
 
 
 def load_ipython_extension(ipython: Any) -> None:

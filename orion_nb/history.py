@@ -92,3 +92,8 @@ def logs(
 def task_inputs(flow_run_id: str | None = None) -> pd.DataFrame:
     """The recorded edges: which task run received data from (or waited for) which."""
     return _query("task_inputs", flow_run_id=flow_run_id)
+
+
+def run_tree(flow_run_id: str) -> dict[str, pd.DataFrame]:
+    """A flow run, its subflows, their task runs, states and logs (used by views)."""
+    return _query("run_tree", flow_run_id=flow_run_id)

@@ -191,6 +191,7 @@ class Flow(Generic[P, R]):
 
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         return_state = bool(kwargs.pop("return_state", False))
         if self.is_async:
             return self._call_async(args, kwargs, return_state)  # type: ignore[return-value]
@@ -198,6 +199,7 @@ class Flow(Generic[P, R]):
         return eng.run_sync(return_state)  # type: ignore[no-any-return]
 
     def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool) -> Any:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         parent = _flow_ctx.get()
         in_sync_run = _task_ctx.get() is not None or (parent is not None and not parent.is_async)
         try:
@@ -317,7 +319,7 @@ def _source() -> str | None:
 def _make_view(run: FlowRun) -> Any:
     from orion_nb.settings import get_settings
 
-    mode = get_settings().display
+    mode = getattr(run.flow, "_display", None) or get_settings().display
     if mode == "none":
         return None
     try:
@@ -511,6 +513,7 @@ class FlowRunEngine:
         return state
 
     def _outcome(self, return_state: bool) -> Any:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         state = self.run.state
         if return_state:
             return state
@@ -520,6 +523,7 @@ class FlowRunEngine:
 
     # -- drivers ------------------------------------------------------------------------------
     def run_sync(self, return_state: bool) -> Any:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         fn = self.flow.fn
         top = self.ctx.parent is None
         token = _flow_ctx.set(self.ctx)
@@ -560,6 +564,7 @@ class FlowRunEngine:
         return self._outcome(return_state)
 
     async def run_async(self, return_state: bool) -> Any:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         fn = self.flow.fn
         top = self.ctx.parent is None
         token = _flow_ctx.set(self.ctx)

@@ -56,6 +56,7 @@ class TaskFuture(Generic[R]):
         TimeoutError
             When the run is not finished within ``timeout`` seconds.
         """
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         state = self._cf.result(timeout)
         return state.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
 

@@ -109,7 +109,11 @@ class Signature:
         except TypeError as exc:  # pragma: no cover - check() runs first
             raise ParameterError(f"{self.kind.capitalize()} {self.name!r}: {exc}") from None
         bound.apply_defaults()
-        return dict(bound.arguments)
+        out = dict(bound.arguments)
+        for name, p in self.sig.parameters.items():
+            if p.kind is inspect.Parameter.VAR_KEYWORD and name in out:
+                out.update(out.pop(name))  # **kwargs are parameters in their own right
+        return out
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """Check simple annotated types (int, float, str, bool), coercing obvious strings."""

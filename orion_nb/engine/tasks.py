@@ -271,6 +271,7 @@ class Task(Generic[P, R]):
 
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
         flow_ctx = _flow_ctx.get()
@@ -492,6 +493,7 @@ class Task(Generic[P, R]):
         return run
 
     def _drive_sync(self, run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         eng = TaskRunEngine(self, run, args, kwargs)
         try:
             while True:
@@ -531,6 +533,7 @@ class Task(Generic[P, R]):
     async def _drive_async(
         self, run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> State:
+        __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         eng = TaskRunEngine(self, run, args, kwargs)
         try:
             while True:

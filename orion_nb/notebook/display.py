@@ -38,10 +38,10 @@ def make_view(run: Any, mode: str) -> Any:
     if mode in ("auto", "widget") and in_notebook():
         try:
             from orion_nb.notebook.live import WidgetView
-        except ImportError:
-            pass
-        else:
+
             return WidgetView(run)
+        except ImportError:  # anywidget missing: degrade to text
+            pass
     return TextView(run)
 
 

@@ -156,6 +156,7 @@ class State:
             When the state is FAILED, CRASHED or CANCELLED, raise the original exception
             (default). With ``False`` the exception object is returned instead.
         """
+        __tracebackhide__ = True  # IPython hides this frame from user tracebacks
         if self.type is StateType.COMPLETED:
             if self._data is _UNSET:
                 raise MissingResult(

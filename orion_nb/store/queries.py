@@ -243,3 +243,45 @@ async def task_inputs(engine: AsyncEngine, flow_run_id: str | None = None) -> pd
             )
         )
     return await _frame(engine, stmt, [])
+
+
+async def run_tree(engine: AsyncEngine, flow_run_id: str) -> dict[str, pd.DataFrame]:
+    """A flow run with its subflows (recursively), their task runs, states and logs."""
+    flows = await flow_runs(engine, ids=[flow_run_id])
+    if flows.empty:
+        return {"flows": flows}
+    all_flows = [flows]
+    frontier = [flow_run_id]
+    tasks_frames = []
+    while frontier:
+        stmt = select(*_cols(engine, TaskRun, _TASK_COLS)).where(TaskRun.flow_run_id.in_(frontier))
+        tasks = _finish_runs(await _frame(engine, stmt, _TIME))
+        tasks_frames.append(tasks)
+        if tasks.empty:
+            break
+        stmt = select(*_cols(engine, FlowRun, _FLOW_COLS)).where(
+            FlowRun.parent_task_run_id.in_(list(tasks["id"]))
+        )
+        subs = _finish_runs(await _frame(engine, stmt, _TIME))
+        if subs.empty:
+            break
+        all_flows.append(subs)
+        frontier = list(subs["id"])
+    flows = pd.concat(all_flows, ignore_index=True)
+    tasks = pd.concat(tasks_frames, ignore_index=True)
+    run_ids = list(flows["id"]) + list(tasks["id"])
+    names = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
+    stmt = (
+        select(*_cols(engine, StateRow, names))
+        .where(StateRow.run_id.in_(run_ids))
+        .order_by(StateRow.id)
+    )
+    states_df = await _frame(engine, stmt, _TIME)
+    lnames = ["id", "flow_run_id", "task_run_id", "level", "timestamp", "message"]
+    stmt = (
+        select(*_cols(engine, Log, lnames))
+        .where(Log.flow_run_id.in_(list(flows["id"])))
+        .order_by(Log.id)
+    )
+    logs_df = await _frame(engine, stmt, _TIME)
+    return {"flows": flows, "tasks": tasks, "states": states_df, "logs": logs_df}

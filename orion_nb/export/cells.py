@@ -1,0 +1,147 @@
+"""Turning a notebook cell into a flow.
+
+The ``%%flow`` magic and the notebook-to-script export both call :func:`cell_flow`, so a cell
+behaves the same in the notebook and in the exported script: the cell body runs in a
+namespace (the notebook's user namespace, or the script's module globals), names it assigns
+stay there for later cells, the value of a trailing expression is the flow's result, and a
+cell with top-level ``await`` becomes an async flow.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from orion_nb.engine.flows import Flow
+from orion_nb.engine.tags import tags as tags_context
+from orion_nb.errors import ParameterError
+
+__all__ = [
+    "CellFlowOptions",
+    "CompiledCell",
+    "cell_flow",
+    "compile_cell",
+    "default_flow_name",
+    "parse_param",
+]
+
+_TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
+@dataclass
+class CellFlowOptions:
+    """What ``%%flow`` options (or an exported cell's header) ask for."""
+
+    name: str
+    retries: int = 0
+    retry_delay_seconds: float = 0
+    timeout_seconds: float | None = None
+    tags: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    task_runner: str = "threads"
+    quiet: bool = False
+
+
+@dataclass
+class CompiledCell:
+    body: Any  # code object of every statement but a trailing expression
+    last: Any  # code object of the trailing expression, or None
+    is_async: bool
+    filename: str
+
+
+def compile_cell(source: str, filename: str = "<cell>") -> CompiledCell:
+    """Compile a cell, splitting off a trailing expression so its value can be returned.
+
+    Raises ``SyntaxError`` with the cell's own line numbers.
+    """
+    tree = ast.parse(source, filename=filename, mode="exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        expr = ast.Expression(tree.body.pop().value)
+        last = compile(expr, filename, "eval", flags=_TOP_LEVEL_AWAIT)
+    body = compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT)
+    is_async = bool(body.co_flags & inspect.CO_COROUTINE) or bool(
+        last is not None and last.co_flags & inspect.CO_COROUTINE
+    )
+    return CompiledCell(body, last, is_async, filename)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``K=V`` to ``(K, value)``: V is a Python literal if it parses as one, else a string."""
+    if "=" not in text:
+        raise ParameterError(f"--param {text!r} is not of the form NAME=VALUE, e.g. --param n=10.")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key.isidentifier() or keyword.iskeyword(key):
+        raise ParameterError(f"--param name {key!r} is not a valid Python identifier.")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def default_flow_name(notebook: str | None, cell_key: str | None) -> str:
+    """``<notebook stem>-cell-<key>``, e.g. ``analysis-cell-3f2a9c1e``."""
+    stem = "notebook"
+    if notebook:
+        stem = re.sub(r"\.ipynb$", "", notebook.replace("\\", "/").rsplit("/", 1)[-1]) or stem
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "notebook"
+    return f"{stem}-cell-{cell_key}" if cell_key else f"{stem}-cell"
+
+
+def cell_flow(
+    source: str, namespace: dict[str, Any], options: CellFlowOptions, filename: str = "<cell>"
+) -> Flow[Any, Any]:
+    """A flow whose body is the cell ``source`` run in ``namespace``.
+
+    Parameters are assigned into the namespace before the body runs (as papermill does), and
+    recorded as the flow run's parameters; tags apply to every task run of the cell.
+    """
+    compiled = compile_cell(source, filename)
+    tag_list = list(options.tags)
+
+    if compiled.is_async:
+
+        async def body(**params: Any) -> Any:
+            __tracebackhide__ = True
+            namespace.update(params)
+            with tags_context(*tag_list):
+                result = eval(compiled.body, namespace)
+                if inspect.iscoroutine(result):
+                    await result
+                if compiled.last is None:
+                    return None
+                value = eval(compiled.last, namespace)
+                if inspect.iscoroutine(value):
+                    value = await value
+                return value
+
+    else:
+
+        def body(**params: Any) -> Any:  # type: ignore[misc]
+            __tracebackhide__ = True
+            namespace.update(params)
+            with tags_context(*tag_list):
+                exec(compiled.body, namespace)
+                if compiled.last is None:
+                    return None
+                return eval(compiled.last, namespace)
+
+    body.__name__ = options.name
+    body.__qualname__ = options.name
+    return Flow(
+        body,
+        name=options.name,
+        retries=options.retries,
+        retry_delay_seconds=options.retry_delay_seconds,
+        timeout_seconds=options.timeout_seconds,
+        task_runner=options.task_runner,
+        validate_parameters=False,
+        source=filename,
+    )

@@ -1,0 +1,324 @@
+"""IPython magics: ``%%flow`` runs a cell as a flow run; ``%orion`` looks at the history.
+
+Loaded with ``%load_ext orion_nb``. Options are declared with ``magic_arguments`` so that
+``%%flow?`` prints real help; bad options raise ``UsageError`` (shown without a traceback).
+The cell-to-flow translation itself lives in :mod:`orion_nb.export.cells`, shared with the
+script export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from orion_nb.errors import OrionNBError, ParameterError
+from orion_nb.export.cells import CellFlowOptions, cell_flow, default_flow_name, parse_param
+
+__all__ = ["OrionMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def _notebook_path(shell: Any) -> str | None:
+    ns = getattr(shell, "user_ns", {})
+    return (
+        ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ns.get("__vsc_ipynb_file__")
+    )
+
+
+@magics_class
+class OrionMagics(Magics):
+    """The ``%%flow`` cell magic and the ``%orion`` line magic."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._cell_id: str | None = None
+
+    def pre_run_cell(self, info: Any) -> None:
+        self._cell_id = getattr(info, "cell_id", None)
+
+    @magic_arguments()
+    @argument(
+        "name", nargs="?", default=None, help="Flow name (default: <notebook>-cell-<cell id>)."
+    )
+    @argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Re-run the cell up to N times if it fails.",
+    )
+    @argument(
+        "--retry-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="Seconds to wait between retries.",
+    )
+    @argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="Fail the run as TimedOut after S seconds.",
+    )
+    @argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="Tag the run and its task runs (repeatable).",
+    )
+    @argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="Set variable K to V (a Python literal or a string) before the cell runs; recorded as a flow parameter (repeatable).",
+    )
+    @argument(
+        "--task-runner",
+        default="threads",
+        choices=["threads", "sequential"],
+        help="Where .submit()/.map() task runs execute.",
+    )
+    @argument("--quiet", action="store_true", help="Show no live view.")
+    @line_cell_magic
+    def flow(self, line: str, cell: str | None = None) -> Any:
+        """Run the cell as the body of an orion_nb flow run.
+
+        The cell runs as usual: names it assigns stay in the notebook, its last expression
+        is displayed, ``print`` output appears and ``await`` works. Tasks it calls are
+        recorded under the flow run, which is shown live (RunView widget) and stored in the
+        history. Re-running the cell makes a new run.
+        """
+        __tracebackhide__ = True
+        if cell is None:
+            raise UsageError(
+                "%%flow is a cell magic: write it (with two %) on the first line of a cell, "
+                "followed by the code to run as a flow. See %%flow? for the options."
+            )
+        args = parse_argstring(self.flow, line)
+        options = self.options_from_args(args)
+        filename = self._filename(cell)
+        try:
+            f = cell_flow(cell, self.shell.user_ns, options, filename=filename)
+        except SyntaxError:
+            raise
+        if options.quiet:
+            f._display = "none"  # type: ignore[attr-defined]
+        return f(**options.parameters)
+
+    def options_from_args(self, args: argparse.Namespace) -> CellFlowOptions:
+        if args.retries < 0:
+            raise UsageError(f"--retries must be 0 or more, not {args.retries}.")
+        if args.retry_delay < 0:
+            raise UsageError(f"--retry-delay must be 0 or more seconds, not {args.retry_delay}.")
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}.")
+        params: dict[str, Any] = {}
+        for text in args.param:
+            try:
+                key, value = parse_param(text)
+            except ParameterError as exc:
+                raise UsageError(str(exc)) from None
+            params[key] = value
+        name = args.name
+        if name is None:
+            key = (self._cell_id or "")[:8] or str(getattr(self.shell, "execution_count", "") or "")
+            name = default_flow_name(_notebook_path(self.shell), key)
+        return CellFlowOptions(
+            name=name,
+            retries=args.retries,
+            retry_delay_seconds=args.retry_delay,
+            timeout_seconds=args.timeout,
+            tags=list(args.tag),
+            parameters=params,
+            task_runner=args.task_runner,
+            quiet=args.quiet,
+        )
+
+    def _filename(self, cell: str) -> str:
+        compiler = getattr(self.shell, "compile", None)
+        if compiler is not None and hasattr(compiler, "cache"):
+            try:
+                return str(compiler.cache(cell, getattr(self.shell, "execution_count", 0)))
+            except Exception:  # pragma: no cover - older IPython
+                pass
+        return "<flow cell>"
+
+    @line_magic
+    def orion(self, line: str) -> Any:
+        """Look at orion_nb's run history.
+
+        Usage::
+
+            %orion runs [--limit N] [--flow NAME] [--state S]   recent flow runs as a table
+            %orion view RUN                                       the RunView widget of a past run
+            %orion timeline RUN                                   the run's timeline (plotly)
+            %orion config                                         database (masked), home, display
+
+        RUN is a flow run id, a unique id prefix or a run name.
+        """
+        __tracebackhide__ = True
+        parser = _OrionParser(prog="%orion", add_help=False)
+        sub = parser.add_subparsers(dest="command")
+        p_runs = sub.add_parser("runs", add_help=False)
+        p_runs.add_argument("--limit", type=int, default=20)
+        p_runs.add_argument("--flow", default=None)
+        p_runs.add_argument("--state", default=None)
+        for name in ("view", "timeline"):
+            p = sub.add_parser(name, add_help=False)
+            p.add_argument("run")
+        sub.add_parser("config", add_help=False)
+        try:
+            args = parser.parse_args(shlex.split(line))
+        except _ParseError as exc:
+            raise UsageError(f"{exc}\n\n{self.orion.__doc__}") from None
+        if args.command is None:
+            raise UsageError(f"%orion needs a subcommand.\n\n{self.orion.__doc__}")
+        try:
+            if args.command == "runs":
+                return _show_runs(args.limit, args.flow, args.state)
+            if args.command == "config":
+                return _show_config()
+            from orion_nb.notebook import views
+
+            if args.command == "view":
+                return views.view(args.run)
+            return views.timeline(args.run)
+        except OrionNBError as exc:
+            raise UsageError(str(exc)) from None
+
+
+class _ParseError(Exception):
+    pass
+
+
+class _OrionParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print and exit
+        raise _ParseError(message)
+
+
+def _show_runs(limit: int, flow: str | None, state: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from orion_nb import history
+
+    if limit <= 0:
+        raise UsageError("--limit must be a positive number.")
+    df = history.flow_runs(flow_name=flow, state=state, limit=limit)
+    tasks = history.task_runs() if not df.empty else None
+    table = Table(title=f"orion_nb: {len(df)} most recent flow runs", title_justify="left")
+    for col in ("started (UTC)", "flow", "run", "state", "duration", "tasks", "id"):
+        table.add_column(col, overflow="fold")
+    styles = {
+        "Completed": "green",
+        "Cached": "green",
+        "Failed": "red",
+        "TimedOut": "red",
+        "Crashed": "magenta",
+        "Cancelled": "yellow",
+        "Running": "blue",
+    }
+    for r in df.itertuples():
+        n_tasks = int((tasks["flow_run_id"] == r.id).sum()) if tasks is not None else 0
+        started = (
+            r.start_time.strftime("%Y-%m-%d %H:%M:%S")
+            if r.start_time is not None and str(r.start_time) != "NaT"
+            else "-"
+        )
+        dur = f"{r.duration.total_seconds():.2f} s" if str(r.duration) != "NaT" else "-"
+        state_name = str(r.state_name)
+        table.add_row(
+            started,
+            str(r.flow_name),
+            str(r.name),
+            f"[{styles.get(state_name, 'white')}]{state_name}[/]",
+            dur,
+            str(n_tasks),
+            str(r.id)[:8],
+        )
+    Console().print(table)
+
+
+def _show_config() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from orion_nb.settings import get_settings, mask_url
+
+    s = get_settings()
+    table = Table(title="orion_nb configuration", title_justify="left", show_header=False)
+    table.add_row("database", mask_url(s.effective_database_url))
+    table.add_row("home (ORION_NB_HOME)", str(s.home))
+    table.add_row("display", s.display)
+    table.add_row("recording", "on" if s.persist else "off")
+    Console().print(table)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    magics = OrionMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.pre_run_cell)
+    ipython.user_ns.setdefault("orion_nb", __import__("orion_nb"))
+    _install_await_transformer(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    for cb in list(ipython.events.callbacks.get("pre_run_cell", [])):
+        if getattr(cb, "__self__", None).__class__ is OrionMagics:
+            ipython.events.unregister("pre_run_cell", cb)
+    ipython.input_transformers_cleanup[:] = [
+        t for t in ipython.input_transformers_cleanup if t is not _await_transformer
+    ]
+
+
+def _install_await_transformer(ipython: Any) -> None:
+    if _await_transformer not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.insert(0, _await_transformer)
+
+
+def _await_transformer(lines: list[str]) -> list[str]:
+    """Run ``%%flow`` cells that use top-level ``await`` on the kernel's own event loop.
+
+    A cell magic is a plain function call, so it cannot await. For such cells the source is
+    rewritten into ``await <run the cell as an async flow>`` and IPython's autoawait runs it
+    in the kernel's loop, exactly like any other cell with ``await``.
+    """
+    if not lines or not lines[0].lstrip().startswith("%%flow"):
+        return lines
+    first = lines[0].strip()
+    if first.endswith("?"):
+        return lines
+    body = "".join(lines[1:])
+    from orion_nb.export.cells import compile_cell
+
+    try:
+        if not compile_cell(body).is_async:
+            return lines
+    except SyntaxError:
+        return lines
+    line = first[len("%%flow") :].strip()
+    return [
+        f"await __import__('orion_nb.notebook.magics', fromlist=['_run_async_cell'])._run_async_cell({line!r}, {body!r})\n",
+    ]
+
+
+async def _run_async_cell(line: str, cell: str) -> Any:
+    __tracebackhide__ = True
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    magics = shell.magics_manager.registry.get("OrionMagics")
+    args = parse_argstring(magics.flow, line)
+    options = magics.options_from_args(args)
+    f = cell_flow(cell, shell.user_ns, options, filename=magics._filename(cell))
+    if options.quiet:
+        f._display = "none"  # type: ignore[attr-defined]
+    return await f(**options.parameters)

@@ -1,0 +1,209 @@
+"""Views of recorded runs: the RunView widget rebuilt from the database, and a plotly timeline.
+
+A recorded run is turned back into the engine's own events and fed to the same
+:class:`~orion_nb.notebook.model.RunModel` the live widget uses, so a past run looks as it did.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orion_nb import history
+from orion_nb.errors import OrionNBError
+from orion_nb.notebook.model import RunModel
+from orion_nb.orchestration.states import State, StateType
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from orion_nb.notebook.widget import RunView
+
+__all__ = ["STATE_COLORS", "model_for", "resolve_run_id", "timeline", "view"]
+
+STATE_COLORS = {
+    "Completed": "#2e9e5b",
+    "Cached": "#8fd1a8",
+    "Running": "#2f7fd8",
+    "Retrying": "#2f7fd8",
+    "Pending": "#a0a7b4",
+    "Scheduled": "#a0a7b4",
+    "Late": "#d99a1e",
+    "AwaitingRetry": "#e0a526",
+    "Failed": "#d64545",
+    "TimedOut": "#b8324f",
+    "Crashed": "#8e2c8e",
+    "Cancelled": "#6b6f78",
+    "Paused": "#9a8c2e",
+}
+_TYPE_COLORS = {
+    "COMPLETED": "#2e9e5b",
+    "RUNNING": "#2f7fd8",
+    "FAILED": "#d64545",
+    "CRASHED": "#8e2c8e",
+    "CANCELLED": "#6b6f78",
+    "SCHEDULED": "#a0a7b4",
+    "PENDING": "#a0a7b4",
+    "PAUSED": "#9a8c2e",
+}
+
+
+def resolve_run_id(run: str) -> str:
+    """A flow run id from a full id, a unique id prefix or a run name (newest wins)."""
+    df = history.flow_runs()
+    if run in set(df["id"]):
+        return run
+    by_prefix = df[df["id"].str.startswith(run)]
+    if len(by_prefix) == 1:
+        return str(by_prefix.iloc[0]["id"])
+    by_name = df[df["name"] == run]
+    if len(by_name) >= 1:
+        return str(by_name.iloc[0]["id"])
+    if len(by_prefix) > 1:
+        raise OrionNBError(
+            f"Run id prefix {run!r} matches {len(by_prefix)} flow runs; give more characters."
+        )
+    raise OrionNBError(
+        f"No flow run with id or name {run!r} in this database; list recent runs with orion_nb.flow_runs()."
+    )
+
+
+def _ts(value: Any) -> float:
+    return float(value.timestamp())
+
+
+def model_for(run_id: str) -> RunModel:
+    """Rebuild the view model of a recorded flow run."""
+    run_id = resolve_run_id(run_id)
+    tree = history.run_tree(run_id)
+    flows, tasks, states, logs = tree["flows"], tree["tasks"], tree["states"], tree["logs"]
+    events: list[tuple[float, int, tuple[Any, ...]]] = []
+    for f in flows.itertuples():
+        order = 0 if f.id == run_id else 2
+        parent = f.parent_task_run_id if isinstance(f.parent_task_run_id, str) else None
+        ev = (
+            "flow",
+            f.id,
+            f.flow_name,
+            f.name,
+            f.parameters,
+            f.tags,
+            parent,
+            f.source,
+            f.host,
+            f.pid,
+            _ts(f.created),
+        )
+        events.append((_ts(f.created) if order else float("-inf"), order, ev))
+    for t in tasks.itertuples():
+        ev = (
+            "task",
+            t.id,
+            t.flow_run_id,
+            t.task_name,
+            t.task_key,
+            t.dynamic_key,
+            t.name,
+            t.tags,
+            _ts(t.created),
+        )
+        events.append((_ts(t.created), 1, ev))
+    run_counts: dict[str, int] = {}
+    for s in states.itertuples():
+        st = State(
+            StateType(s.type),
+            str(s.name),
+            s.message if isinstance(s.message, str) else None,
+            rule=s.rule if isinstance(s.rule, str) else None,
+            ts=_ts(s.timestamp),
+            run_id=s.run_id,
+        )
+        if st.type is StateType.RUNNING:
+            run_counts[s.run_id] = run_counts.get(s.run_id, 0) + 1
+        events.append((st.ts, 3, ("state", s.run_id, s.run_kind, st, run_counts.get(s.run_id, 0))))
+    names = dict(zip(tasks["id"], tasks["name"], strict=False)) if not tasks.empty else {}
+    names.update(dict(zip(flows["id"], flows["name"], strict=False)))
+    for lg in logs.itertuples():
+        rid = lg.task_run_id if isinstance(lg.task_run_id, str) else lg.flow_run_id
+        ev = (
+            "log",
+            lg.flow_run_id,
+            lg.task_run_id,
+            str(lg.level),
+            _ts(lg.timestamp),
+            lg.message,
+            names.get(rid, ""),
+        )
+        events.append((_ts(lg.timestamp), 4, ev))
+    events.sort(key=lambda e: (e[0], e[1]))
+    model = RunModel()
+    for _, _, ev in events:
+        model.apply(ev)
+    return model
+
+
+def view(run_id: str) -> RunView:
+    """The RunView widget of a recorded flow run (any session, any process that recorded it)."""
+    from orion_nb.notebook.widget import RunView
+
+    model = model_for(run_id)
+    widget = RunView()
+    end = model.run.get("end")
+    widget.set_snapshot(model.snapshot(now=(end / 1000.0) if end else None))
+    return widget
+
+
+def timeline(run_id: str) -> go.Figure:
+    """A plotly Figure of a flow run's timeline: one bar per task run, one segment per attempt."""
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    model = model_for(run_id)
+    snap = model.snapshot()
+    rows = sorted(snap["tasks"], key=lambda r: (r[5] is None, r[5] or 0))
+    fig = go.Figure()
+    seen: set[str] = set()
+    labels = []
+    for r in rows:
+        label = ("  " * r[9]) + r[2]
+        labels.append(label)
+        segments = r[7] or ([[r[5], r[6], r[3]]] if r[5] is not None else [])
+        for i, (start, end, stype) in enumerate(segments):
+            if start is None:
+                continue
+            end = end if end is not None else snap["now"]
+            state_name = (
+                r[4]
+                if i == len(segments) - 1
+                else ("Failed" if stype == "FAILED" else stype.title())
+            )
+            color = STATE_COLORS.get(state_name, _TYPE_COLORS.get(stype, "#888"))
+            legend = state_name not in seen
+            seen.add(state_name)
+            fig.add_trace(
+                go.Bar(
+                    y=[label],
+                    x=[max(end - start, 1.0)],
+                    base=[pd.Timestamp(start, unit="ms", tz="UTC")],
+                    orientation="h",
+                    marker_color=color,
+                    name=state_name,
+                    legendgroup=state_name,
+                    showlegend=legend,
+                    hovertemplate=f"{r[2]}<br>attempt {i + 1}: {state_name}<br>%{{x:.0f}} ms<extra></extra>",
+                )
+            )
+    run = snap["run"]
+    fig.update_layout(
+        title=f"{run.get('flow_name', '')} / {run.get('name', '')}: {run.get('state_name', '')}",
+        barmode="overlay",
+        xaxis={"type": "date", "title": "time (UTC)"},
+        yaxis={
+            "autorange": "reversed",
+            "categoryorder": "array",
+            "categoryarray": labels,
+            "title": None,
+        },
+        height=max(250, 22 * len(labels) + 120),
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+    )
+    return fig
