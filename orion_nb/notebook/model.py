@@ -69,7 +69,7 @@ class RunModel:
         if kind == "state":
             self._state(ev[1], ev[2], ev[3])
         elif kind == "task":
-            _, rid, flow_run_id, task_name, task_key, _dyn, name, tags, _created = ev
+            _, rid, flow_run_id, task_name, task_key, _dyn, name, _tags, _created = ev
             self.names[rid] = name
             if isinstance(task_key, str) and task_key.startswith("subflow:"):
                 self.mirrors.add(rid)
@@ -188,7 +188,7 @@ class RunModel:
     # -- output -------------------------------------------------------------------------------
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         rows = [
-            list(r[:_ATTEMPTS]) + [[list(a) for a in r[_ATTEMPTS]]] + list(r[_ATTEMPTS + 1 :])
+            [*list(r[:_ATTEMPTS]), [list(a) for a in r[_ATTEMPTS]], *list(r[_ATTEMPTS + 1 :])]
             for r in self.rows.values()
         ]
         counts: dict[str, int] = {}

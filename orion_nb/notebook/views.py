@@ -6,6 +6,7 @@ A recorded run is turned back into the engine's own events and fed to the same
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 from orion_nb import history
@@ -164,7 +165,8 @@ def timeline(run_id: str) -> go.Figure:
     seen: set[str] = set()
     labels = []
     for r in rows:
-        label = ("  " * r[9]) + r[2]
+        # plotly reads a few HTML tags in labels: user text is escaped so it shows as typed
+        label = ("\u00a0\u00a0" * r[9]) + html.escape(r[2])
         labels.append(label)
         segments = r[7] or ([[r[5], r[6], r[3]]] if r[5] is not None else [])
         for i, (start, end, stype) in enumerate(segments):
@@ -189,12 +191,13 @@ def timeline(run_id: str) -> go.Figure:
                     name=state_name,
                     legendgroup=state_name,
                     showlegend=legend,
-                    hovertemplate=f"{r[2]}<br>attempt {i + 1}: {state_name}<br>%{{x:.0f}} ms<extra></extra>",
+                    customdata=[[html.escape(r[2]), i + 1, state_name]],
+                    hovertemplate="%{customdata[0]}<br>attempt %{customdata[1]}: %{customdata[2]}<br>%{x:.0f} ms<extra></extra>",
                 )
             )
     run = snap["run"]
     fig.update_layout(
-        title=f"{run.get('flow_name', '')} / {run.get('name', '')}: {run.get('state_name', '')}",
+        title=html.escape(f"{run.get('flow_name', '')} / {run.get('name', '')}: {run.get('state_name', '')}"),
         barmode="overlay",
         xaxis={"type": "date", "title": "time (UTC)"},
         yaxis={
