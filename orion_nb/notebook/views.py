@@ -49,7 +49,7 @@ _TYPE_COLORS = {
 
 
 def resolve_run_id(run: str) -> str:
-    """A flow run id from a full id, a unique id prefix or a run name (newest wins)."""
+    """A flow run id from a full id, a unique id prefix, a run name or a flow name (newest run)."""
     df = history.flow_runs()
     if run in set(df["id"]):
         return run
@@ -59,6 +59,9 @@ def resolve_run_id(run: str) -> str:
     by_name = df[df["name"] == run]
     if len(by_name) >= 1:
         return str(by_name.iloc[0]["id"])
+    by_flow = df[df["flow_name"] == run]
+    if len(by_flow) >= 1:  # a flow's name: its newest run
+        return str(by_flow.iloc[0]["id"])
     if len(by_prefix) > 1:
         raise OrionNBError(
             f"Run id prefix {run!r} matches {len(by_prefix)} flow runs; give more characters."
