@@ -147,9 +147,9 @@ def model_for(run_id: str) -> RunModel:
 
 def view(run_id: str) -> RunView:
     """The RunView widget of a recorded flow run (any session, any process that recorded it)."""
+    model = model_for(run_id)
     from orion_nb.notebook.widget import RunView
 
-    model = model_for(run_id)
     widget = RunView()
     end = model.run.get("end")
     widget.set_snapshot(model.snapshot(now=(end / 1000.0) if end else None))
