@@ -246,7 +246,7 @@ class Flow(Generic[P, R]):
             parent_task_run_id = new_id()
             dyn = parent.next_dynamic_key("subflow:" + self.flow_key)
             prun = Run(parent_task_run_id, "task", f"{self.name}-{dyn}", view)
-            ev = (
+            ev: tuple[Any, ...] = (
                 "task",
                 parent_task_run_id,
                 parent.run_id,

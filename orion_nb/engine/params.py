@@ -120,7 +120,7 @@ class Signature:
         for key, ann in self.annotations.items():
             if key not in params:
                 continue
-            typ = (
+            typ: Any = (
                 {"int": int, "float": float, "str": str, "bool": bool}.get(ann, ann)
                 if isinstance(ann, str)
                 else ann

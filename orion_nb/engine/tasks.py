@@ -168,7 +168,7 @@ class Task(Generic[P, R]):
                 f"@task decorates functions, not {type(fn).__name__} objects; write @task above a 'def'."
             )
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name: str = str(name or getattr(fn, "__name__", type(fn).__name__))
         opts = dict(
             name=name,
             task_run_name=task_run_name,
@@ -187,7 +187,7 @@ class Task(Generic[P, R]):
             on_completion=on_completion,
             on_failure=on_failure,
         )
-        _validate_options(self.name, opts)
+        _validate_options(str(self.name), opts)
         self._options = opts
         self.task_run_name = task_run_name
         self.description = description or inspect.getdoc(fn)
@@ -272,7 +272,7 @@ class Task(Generic[P, R]):
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-        return_state = kwargs.pop("return_state", False)
+        return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
         flow_ctx = _flow_ctx.get()
         if self.is_async:
@@ -588,7 +588,7 @@ _get_ident = __import__("threading").get_ident
 async def _in_context(ctx: contextvars.Context, coro: Awaitable[Any]) -> Any:
     """Await ``coro`` in a task that runs in ``ctx`` (so runs see the right flow)."""
     loop = asyncio.get_running_loop()
-    task = ctx.run(loop.create_task, coro)  # type: ignore[arg-type]
+    task: asyncio.Task[Any] = ctx.run(loop.create_task, coro)  # type: ignore[arg-type]
     return await task
 
 

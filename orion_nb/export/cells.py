@@ -62,7 +62,9 @@ def compile_cell(source: str, filename: str = "<cell>") -> CompiledCell:
     tree = ast.parse(source, filename=filename, mode="exec")
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        expr = ast.Expression(tree.body.pop().value)
+        tail = tree.body.pop()
+        assert isinstance(tail, ast.Expr)
+        expr = ast.Expression(tail.value)
         last = compile(expr, filename, "eval", flags=_TOP_LEVEL_AWAIT)
     body = compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT)
     is_async = bool(body.co_flags & inspect.CO_COROUTINE) or bool(

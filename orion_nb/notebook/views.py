@@ -84,7 +84,7 @@ def model_for(run_id: str) -> RunModel:
     for f in flows.itertuples():
         order = 0 if f.id == run_id else 2
         parent = f.parent_task_run_id if isinstance(f.parent_task_run_id, str) else None
-        ev = (
+        ev: tuple[Any, ...] = (
             "flow",
             f.id,
             f.flow_name,
@@ -200,7 +200,9 @@ def timeline(run_id: str) -> go.Figure:
             )
     run = snap["run"]
     fig.update_layout(
-        title=html.escape(f"{run.get('flow_name', '')} / {run.get('name', '')}: {run.get('state_name', '')}"),
+        title=html.escape(
+            f"{run.get('flow_name', '')} / {run.get('name', '')}: {run.get('state_name', '')}"
+        ),
         barmode="overlay",
         xaxis={"type": "date", "title": "time (UTC)"},
         yaxis={

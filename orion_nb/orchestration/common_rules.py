@@ -21,7 +21,9 @@ class PreventInvalidTransitions(Rule):
 
     def pairs(self) -> set[tuple[StateType | None, StateType]]:
         # consulted only where it can refuse, so RUNNING -> COMPLETED costs nothing
-        out = {(f, t) for f in TERMINAL_TYPES for t in StateType}
+        out: set[tuple[StateType | None, StateType]] = {
+            (f, t) for f in TERMINAL_TYPES for t in StateType
+        }
         out.add((StateType.RUNNING, StateType.PENDING))
         return out
 

@@ -213,10 +213,13 @@ class Writer:
     def _build_statements(self) -> None:
         assert self.engine is not None
         dialect = self.engine.dialect.name
+        insert: Any
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
+        table: Any
+        cols: tuple[str, ...]
         for key, table, cols in (
             ("flow", FlowRun.__table__, _UPDATABLE),
             ("task", TaskRun.__table__, _TASK_UPDATABLE),
@@ -230,19 +233,20 @@ class Writer:
                 .where(table.c.id == bindparam("_id"))
                 .values({c: bindparam(c) for c in _ORPHAN_COLS})
             )
-        self._stmts["states"] = StateRow.__table__.insert()
-        self._stmts["edges"] = TaskRunInput.__table__.insert()
-        self._stmts["logs"] = Log.__table__.insert()
+        tables: dict[str, Any] = {
+            "states": StateRow.__table__,
+            "edges": TaskRunInput.__table__,
+            "logs": Log.__table__,
+        }
+        for key, table in tables.items():
+            self._stmts[key] = table.insert()
         if dialect == "sqlite":
             sq = self.engine.dialect
             for key in ("upsert_flow", "upsert_task", "update_flow", "update_task"):
                 compiled = self._stmts[key].compile(dialect=sq)
                 self._raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
-            for key, table, cols in (
-                ("states", StateRow.__table__, _STATE_COLS),
-                ("edges", TaskRunInput.__table__, _EDGE_COLS),
-                ("logs", Log.__table__, _LOG_COLS),
-            ):
+            for key, cols in (("states", _STATE_COLS), ("edges", _EDGE_COLS), ("logs", _LOG_COLS)):
+                table = tables[key]
                 compiled = (
                     table.insert().values({c: bindparam(c) for c in cols}).compile(dialect=sq)
                 )
@@ -513,7 +517,7 @@ class Writer:
                     row["cache_expiration"] = ev[3]
                     row["result_ref"] = ev[4]
                     dirty_tasks[ev[1]] = row
-        batches = (
+        batches: tuple[tuple[str, list[dict[str, Any]]], ...] = (
             ("upsert_flow", list(dirty_flows.values())),
             ("upsert_task", list(dirty_tasks.values())),
             ("states", states),
@@ -527,9 +531,9 @@ class Writer:
         else:
             assert self.engine is not None
             async with self.engine.begin() as conn:
-                for key, rows in batches:
-                    if rows:
-                        await conn.execute(self._stmts[key], [_pg_row(r) for r in rows])
+                for key, batch_rows in batches:
+                    if batch_rows:
+                        await conn.execute(self._stmts[key], [_pg_row(r) for r in batch_rows])
         self.rows_written += (
             len(dirty_flows) + len(dirty_tasks) + len(states) + len(edges) + len(logs)
         )
