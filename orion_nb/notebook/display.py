@@ -12,6 +12,7 @@ counters there; anything expensive happens on a throttled refresh or at ``close`
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -50,12 +51,29 @@ class TextView:
 
     shows_logs = False
 
+    progress_every = 5.0
+
     def __init__(self, run: Any, stream: Any = None) -> None:
         self.run = run
         self.stream = stream or sys.stderr
         self.started = time.time()
         self.task_states: dict[str, str] = {}
         self._print(f"Flow run {run.name!r} of flow {run.flow.name!r} started")
+        # long runs report progress every few seconds (from a thread, never on the hot path)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._progress, name="orion-nb-text-view", daemon=True)
+        self._thread.start()
+
+    def _summary(self) -> str:
+        counts = Counter(list(self.task_states.values()))
+        n = sum(counts.values())
+        if not n:
+            return "no task runs yet"
+        return f"{n} task run{'s' if n != 1 else ''} (" + ", ".join(f"{v} {k}" for k, v in counts.most_common()) + ")"
+
+    def _progress(self) -> None:
+        while not self._done.wait(self.progress_every):
+            self._print(f"Flow run {self.run.name!r} running for {time.time() - self.started:.0f} s: {self._summary()}")
 
     def _print(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -69,11 +87,9 @@ class TextView:
             self.task_states[ev[1]] = ev[3].name
 
     def close(self) -> None:
+        self._done.set()
         state = self.run.state
-        counts = Counter(self.task_states.values())
-        n = sum(counts.values())
-        summary = ", ".join(f"{v} {k}" for k, v in counts.most_common())
-        tasks = f"; {n} task run{'s' if n != 1 else ''} ({summary})" if n else ""
+        tasks = f"; {self._summary()}" if self.task_states else ""
         msg = f" - {state.message}" if state.message and not state.is_completed() else ""
         self._print(
             f"Flow run {self.run.name!r} finished in state {state.name} after "

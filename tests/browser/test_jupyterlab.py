@@ -1,0 +1,188 @@
+"""The full layer: JupyterLab in Chromium runs a %%flow cell and shows the live RunView widget.
+
+One JupyterLab server per module (about 15 s to start and load); everything is local: the
+server on 127.0.0.1 with a token, Chromium headless, every non-localhost request blocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.conftest import require_or_skip
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+TOKEN = "orion-test-token"
+
+CELL = (
+    "%%flow browser-demo\n"
+    "import time\n"
+    "@task\n"
+    "def step(i):\n"
+    "    time.sleep(0.05)\n"
+    "    return i\n"
+    "evil = task(name='<img src=x onerror=alert(1)>')(lambda: 1)\n"
+    "evil()\n"
+    "results = step.map(range(50)).result()\n"
+    "len(results)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    require_or_skip(Path(CHROMIUM).exists(), "Chromium (/usr/bin/chromium)")
+    require_or_skip(shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is not None, "JupyterLab")
+    root = tmp_path_factory.mktemp("lab")
+    cfg = root / "cfg"
+    settings = cfg / "lab-settings"
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"autoStartDefaultKernel": True})
+    )
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    (cfg / "labconfig").mkdir(parents=True)
+    (cfg / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/debugger-extension": True}})
+    )
+    work = root / "work"
+    work.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb"),
+        nbformat.v4.new_code_cell(CELL),
+    ]
+    nbformat.write(nb, work / "demo.ipynb")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(cfg),
+        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "ORION_NB_HOME": str(root / "orion_home"),
+    }
+    env.pop("ORION_NB_DATABASE_URL", None)
+    env.pop("ORION_NB_DISPLAY", None)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "jupyter-lab"),
+            "--no-browser",
+            "--allow-root",
+            f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={work}",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "lab.log", "wb"),  # noqa: SIM115 - lives as long as the server
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}") from None
+                time.sleep(0.3)
+        yield base, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_flow_cell_shows_live_widget_in_jupyterlab(lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, root = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        context.route(
+            "**/*",
+            lambda route: route.continue_()
+            if route.request.url.startswith(("http://127.0.0.1", "http://localhost", "data:", "blob:"))
+            else route.abort(),
+        )
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{base}/lab/tree/demo.ipynb?token={TOKEN}")
+        page.wait_for_function(
+            """() => {
+                const app = window.jupyterapp;
+                if (!app || !app.shell) return false;
+                const w = app.shell.currentWidget;
+                if (!w || !w.context || !w.context.isReady || !w.sessionContext) return false;
+                const s = w.sessionContext;
+                const k = s.session && s.session.kernel;
+                return s.isReady && !!k && k.connectionStatus === 'connected' && k.status === 'idle';
+            }""",
+            timeout=90_000,
+        )
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        widget = page.locator(".onb-runview").first
+        expect(widget).to_be_visible(timeout=60_000)
+        badge = widget.locator(".onb-header [data-state]").first
+        # while the 50 tasks run, the flow is Running and counts grow; then it completes
+        expect(badge).to_have_attribute("data-state", "Running", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-running.png"))
+        expect(badge).to_have_attribute("data-state", "Completed", timeout=60_000)
+        expect(widget.locator(".onb-counts [data-state='Completed']").first).to_contain_text("51", timeout=30_000)
+        bars = widget.locator("g.onb-run")
+        expect(bars).to_have_count(51, timeout=30_000)
+        # the task named like an HTML tag is shown as text, never as markup
+        expect(widget.get_by_text("<img src=x onerror=alert(1)>").first).to_be_attached()
+        assert widget.locator("img").count() == 0
+        assert dialogs == []
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-completed.png"))
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        widget.screenshot(path=str(DOCS_IMG / "runview-jupyterlab.png"))
+        browser.close()
