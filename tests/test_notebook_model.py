@@ -112,7 +112,16 @@ def test_rebuilt_from_the_database_matches_live(live):
     assert stored["counts"] == live_snap["counts"]
 
     def shape(s):
-        return sorted((r[COL["name"]], r[COL["kind"]], r[COL["depth"]], len(r[COL["attempts"]]), r[COL["state_name"]]) for r in s["tasks"])
+        return sorted(
+            (
+                r[COL["name"]],
+                r[COL["kind"]],
+                r[COL["depth"]],
+                len(r[COL["attempts"]]),
+                r[COL["state_name"]],
+            )
+            for r in s["tasks"]
+        )
 
     assert shape(stored) == shape(live_snap)
     assert [t["to"] for t in stored["transitions"]] == [t["to"] for t in live_snap["transitions"]]

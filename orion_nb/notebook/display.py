@@ -61,7 +61,9 @@ class TextView:
         self._print(f"Flow run {run.name!r} of flow {run.flow.name!r} started")
         # long runs report progress every few seconds (from a thread, never on the hot path)
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._progress, name="orion-nb-text-view", daemon=True)
+        self._thread = threading.Thread(
+            target=self._progress, name="orion-nb-text-view", daemon=True
+        )
         self._thread.start()
 
     def _summary(self) -> str:
@@ -69,11 +71,17 @@ class TextView:
         n = sum(counts.values())
         if not n:
             return "no task runs yet"
-        return f"{n} task run{'s' if n != 1 else ''} (" + ", ".join(f"{v} {k}" for k, v in counts.most_common()) + ")"
+        return (
+            f"{n} task run{'s' if n != 1 else ''} ("
+            + ", ".join(f"{v} {k}" for k, v in counts.most_common())
+            + ")"
+        )
 
     def _progress(self) -> None:
         while not self._done.wait(self.progress_every):
-            self._print(f"Flow run {self.run.name!r} running for {time.time() - self.started:.0f} s: {self._summary()}")
+            self._print(
+                f"Flow run {self.run.name!r} running for {time.time() - self.started:.0f} s: {self._summary()}"
+            )
 
     def _print(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")

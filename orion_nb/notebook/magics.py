@@ -16,9 +16,11 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from rich.console import Console
 
 from orion_nb.errors import OrionNBError, ParameterError
 from orion_nb.export.cells import CellFlowOptions, cell_flow, default_flow_name, parse_param
+from orion_nb.notebook import tables
 
 __all__ = ["OrionMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -183,9 +185,11 @@ class OrionMagics(Magics):
             raise UsageError(f"%orion needs a subcommand.\n\n{self.orion.__doc__}")
         try:
             if args.command == "runs":
-                return _show_runs(args.limit, args.flow, args.state)
+                if args.limit <= 0:
+                    raise UsageError("--limit must be a positive number.")
+                return Console().print(tables.runs_table(args.limit, args.flow, args.state))
             if args.command == "config":
-                return _show_config()
+                return Console().print(tables.config_table())
             from orion_nb.notebook import views
 
             if args.command == "view":
@@ -202,64 +206,6 @@ class _ParseError(Exception):
 class _OrionParser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse would print and exit
         raise _ParseError(message)
-
-
-def _show_runs(limit: int, flow: str | None, state: str | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from orion_nb import history
-
-    if limit <= 0:
-        raise UsageError("--limit must be a positive number.")
-    df = history.flow_runs(flow_name=flow, state=state, limit=limit)
-    tasks = history.task_runs() if not df.empty else None
-    table = Table(title=f"orion_nb: {len(df)} most recent flow runs", title_justify="left")
-    for col in ("started (UTC)", "flow", "run", "state", "duration", "tasks", "id"):
-        table.add_column(col, overflow="fold")
-    styles = {
-        "Completed": "green",
-        "Cached": "green",
-        "Failed": "red",
-        "TimedOut": "red",
-        "Crashed": "magenta",
-        "Cancelled": "yellow",
-        "Running": "blue",
-    }
-    for r in df.itertuples():
-        n_tasks = int((tasks["flow_run_id"] == r.id).sum()) if tasks is not None else 0
-        started = (
-            r.start_time.strftime("%Y-%m-%d %H:%M:%S")
-            if r.start_time is not None and str(r.start_time) != "NaT"
-            else "-"
-        )
-        dur = f"{r.duration.total_seconds():.2f} s" if str(r.duration) != "NaT" else "-"
-        state_name = str(r.state_name)
-        table.add_row(
-            started,
-            str(r.flow_name),
-            str(r.name),
-            f"[{styles.get(state_name, 'white')}]{state_name}[/]",
-            dur,
-            str(n_tasks),
-            str(r.id)[:8],
-        )
-    Console().print(table)
-
-
-def _show_config() -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from orion_nb.settings import get_settings, mask_url
-
-    s = get_settings()
-    table = Table(title="orion_nb configuration", title_justify="left", show_header=False)
-    table.add_row("database", mask_url(s.effective_database_url))
-    table.add_row("home (ORION_NB_HOME)", str(s.home))
-    table.add_row("display", s.display)
-    table.add_row("recording", "on" if s.persist else "off")
-    Console().print(table)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -52,7 +52,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     require_or_skip(Path(CHROMIUM).exists(), "Chromium (/usr/bin/chromium)")
-    require_or_skip(shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is not None, "JupyterLab")
+    require_or_skip(
+        shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is not None, "JupyterLab"
+    )
     root = tmp_path_factory.mktemp("lab")
     cfg = root / "cfg"
     settings = cfg / "lab-settings"
@@ -61,9 +63,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         json.dumps({"autoStartDefaultKernel": True})
     )
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
+    (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     (cfg / "labconfig").mkdir(parents=True)
     (cfg / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/debugger-extension": True}})
@@ -71,7 +73,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     work = root / "work"
     work.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb"),
         nbformat.v4.new_code_cell(CELL),
@@ -113,7 +119,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.3)
         yield base, root
     finally:
@@ -127,7 +135,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 def test_flow_cell_shows_live_widget_in_jupyterlab(lab):
     from playwright.sync_api import expect, sync_playwright
 
-    base, root = lab
+    base, _root = lab
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -147,9 +155,13 @@ def test_flow_cell_shows_live_widget_in_jupyterlab(lab):
         context = browser.new_context(viewport={"width": 1300, "height": 1000})
         context.route(
             "**/*",
-            lambda route: route.continue_()
-            if route.request.url.startswith(("http://127.0.0.1", "http://localhost", "data:", "blob:"))
-            else route.abort(),
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith(
+                    ("http://127.0.0.1", "http://localhost", "data:", "blob:")
+                )
+                else route.abort()
+            ),
         )
         page = context.new_page()
         dialogs: list[str] = []
@@ -175,7 +187,9 @@ def test_flow_cell_shows_live_widget_in_jupyterlab(lab):
         expect(badge).to_have_attribute("data-state", "Running", timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-running.png"))
         expect(badge).to_have_attribute("data-state", "Completed", timeout=60_000)
-        expect(widget.locator(".onb-counts [data-state='Completed']").first).to_contain_text("51", timeout=30_000)
+        expect(widget.locator(".onb-counts [data-state='Completed']").first).to_contain_text(
+            "51", timeout=30_000
+        )
         bars = widget.locator("g.onb-run")
         expect(bars).to_have_count(51, timeout=30_000)
         # the task named like an HTML tag is shown as text, never as markup

@@ -27,7 +27,9 @@ class Kernel:
     def run(self, code: str, timeout: float = 120) -> dict[str, Any]:
         """Execute ``code``; returns status, streams, results, errors and raw messages."""
         msgs: list[dict[str, Any]] = []
-        reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=msgs.append, allow_stdin=False)
+        reply = self.kc.execute_interactive(
+            code, timeout=timeout, output_hook=msgs.append, allow_stdin=False
+        )
         out: dict[str, Any] = {
             "status": reply["content"]["status"],
             "stdout": "",
@@ -37,7 +39,9 @@ class Kernel:
             "errors": [],
             "msgs": msgs,
             # help (?) arrives as a "page" payload of the reply, not on iopub
-            "pager": "".join(p.get("data", {}).get("text/plain", "") for p in reply["content"].get("payload", [])),
+            "pager": "".join(
+                p.get("data", {}).get("text/plain", "") for p in reply["content"].get("payload", [])
+            ),
         }
         for m in msgs:
             t, c = m["msg_type"], m["content"]
@@ -63,7 +67,9 @@ def kernel() -> Iterator[Kernel]:
     tmp = Path(tempfile.mkdtemp(prefix="orion-kernel-"))
     home = tmp / "home"
     km = KernelManager(kernel_name="python3", transport="ipc")
-    km.ip = str(tmp / "kernel-ipc")  # absolute: a relative ipc path is resolved against the kernel's cwd
+    km.ip = str(
+        tmp / "kernel-ipc"
+    )  # absolute: a relative ipc path is resolved against the kernel's cwd
     env = {**os.environ, "ORION_NB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.pop("ORION_NB_DATABASE_URL", None)
     env.pop("ORION_NB_DISPLAY", None)
@@ -71,7 +77,9 @@ def kernel() -> Iterator[Kernel]:
     k = Kernel(km, home)
     try:
         r = k.run("import sys; print(sys.executable)")
-        assert Path(r["stdout"].strip()).resolve() == Path(sys.executable).resolve(), "kernel runs another Python"
+        assert Path(r["stdout"].strip()).resolve() == Path(sys.executable).resolve(), (
+            "kernel runs another Python"
+        )
         yield k
     finally:
         k.kc.stop_channels()

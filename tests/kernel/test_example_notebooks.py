@@ -15,17 +15,31 @@ pytestmark = pytest.mark.kernel
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, Path]:
+def execute(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[nbformat.NotebookNode, Path]:
     home = tmp_path / "home"
     monkeypatch.setenv("ORION_NB_HOME", str(home))
     monkeypatch.delenv("ORION_NB_DATABASE_URL", raising=False)
     monkeypatch.delenv("ORION_NB_DISPLAY", raising=False)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True, resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
     out = tmp_path / name
     nbformat.write(nb, out)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors, errors
     return nb, home / "orion.db"
 
@@ -37,11 +51,17 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 def test_etl_notebook(tmp_path, monkeypatch):
     nb, db = execute("etl.ipynb", tmp_path, monkeypatch)
     con = sqlite3.connect(db)
-    runs = con.execute("select state_name from flow_runs where flow_name='etl' order by created").fetchall()
+    runs = con.execute(
+        "select state_name from flow_runs where flow_name='etl' order by created"
+    ).fetchall()
     assert runs == [("Completed",), ("Completed",)]
     rules = {r[0] for r in con.execute("select distinct rule from states where rule is not null")}
     assert {"RetryFailedRuns", "CacheRetrieval", "CacheInsertion", "ConcurrencyLimits"} <= rules
-    states = dict(con.execute("select task_name, state_name from task_runs where task_name in ('validate','notify')"))
+    states = dict(
+        con.execute(
+            "select task_name, state_name from task_runs where task_name in ('validate','notify')"
+        )
+    )
     assert states == {"validate": "Failed", "notify": "Completed"}
     text = outputs_text(nb)
     assert "pipeline finished: validation failed" in text
@@ -54,7 +74,9 @@ def test_etl_notebook(tmp_path, monkeypatch):
 def test_history_notebook(tmp_path, monkeypatch):
     nb, db = execute("history.ipynb", tmp_path, monkeypatch)
     con = sqlite3.connect(db)
-    assert con.execute("select count(*) from flow_runs where flow_name='nightly'").fetchone()[0] == 5
+    assert (
+        con.execute("select count(*) from flow_runs where flow_name='nightly'").fetchone()[0] == 5
+    )
     text = outputs_text(nb)
     assert "failure_rate" in text and "RetryFailedRuns" in text
     assert "application/vnd.plotly.v1+json" in text

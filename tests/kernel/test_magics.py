@@ -35,18 +35,24 @@ def loaded(kernel):
 
 
 def last_flow(kernel):
-    return kernel.value("orion_nb.flow_runs(limit=1)[['name','flow_name','state_name','run_count','parameters','tags']].iloc[0].to_dict()")
+    return kernel.value(
+        "orion_nb.flow_runs(limit=1)[['name','flow_name','state_name','run_count','parameters','tags']].iloc[0].to_dict()"
+    )
 
 
 def test_cell_runs_as_a_flow_and_keeps_notebook_behaviour(kernel):
-    r = kernel.run("%%flow squares\nprint('hello from the cell')\nys = [inc(i) for i in range(3)]\nsum(ys)")
+    r = kernel.run(
+        "%%flow squares\nprint('hello from the cell')\nys = [inc(i) for i in range(3)]\nsum(ys)"
+    )
     assert r["status"] == "ok"
     assert "hello from the cell" in r["stdout"]
     assert r["results"][0]["text/plain"] == "6"  # the last expression is displayed
     assert kernel.value("ys") == [1, 2, 3]  # names assigned in the cell stay in the notebook
     row = last_flow(kernel)
     assert row["flow_name"] == "squares" and row["state_name"] == "Completed"
-    n = kernel.value("len(orion_nb.task_runs(flow_run_id=orion_nb.flow_runs(limit=1).iloc[0]['id']))")
+    n = kernel.value(
+        "len(orion_nb.task_runs(flow_run_id=orion_nb.flow_runs(limit=1).iloc[0]['id']))"
+    )
     assert n == 3
 
 
@@ -63,7 +69,9 @@ def test_default_name_is_derived_from_notebook_and_cell(kernel):
 
 
 def test_params_tags_and_task_runner(kernel):
-    r = kernel.run("%%flow paramflow --param n=4 --param label=hello --tag nightly --tag etl --task-runner sequential\nresult = (n, label, where.submit().result())\nresult")
+    r = kernel.run(
+        "%%flow paramflow --param n=4 --param label=hello --tag nightly --tag etl --task-runner sequential\nresult = (n, label, where.submit().result())\nresult"
+    )
     assert r["status"] == "ok", r["errors"]
     n, label, thread = kernel.value("result")
     assert (n, label) == (4, "hello")
@@ -76,7 +84,9 @@ def test_params_tags_and_task_runner(kernel):
 
 def test_retries_and_timeout(kernel):
     kernel.run("attempts = []")
-    r = kernel.run("%%flow retrying --retries 2 --retry-delay 0\nattempts.append(1)\nif len(attempts) < 2:\n    raise RuntimeError('first attempt fails')\n'ok'")
+    r = kernel.run(
+        "%%flow retrying --retries 2 --retry-delay 0\nattempts.append(1)\nif len(attempts) < 2:\n    raise RuntimeError('first attempt fails')\n'ok'"
+    )
     assert r["status"] == "ok", r["errors"]
     assert r["results"][0]["text/plain"] == "'ok'"
     assert last_flow(kernel)["run_count"] == 2
@@ -88,7 +98,9 @@ def test_retries_and_timeout(kernel):
 
 
 def test_top_level_await_runs_as_an_async_flow(kernel):
-    r = kernel.run("%%flow awaiting\nimport asyncio\nawait asyncio.sleep(0.01)\nawaited = inc(41)\nawaited")
+    r = kernel.run(
+        "%%flow awaiting\nimport asyncio\nawait asyncio.sleep(0.01)\nawaited = inc(41)\nawaited"
+    )
     assert r["status"] == "ok", r["errors"]
     assert r["results"][0]["text/plain"] == "42"
     assert kernel.value("awaited") == 42
@@ -96,7 +108,9 @@ def test_top_level_await_runs_as_an_async_flow(kernel):
 
 
 def test_a_failing_cell_shows_the_users_traceback_and_fails_the_run(kernel):
-    r = kernel.run("%%flow failing\ndef load_rows():\n    raise ValueError('column missing')\nload_rows()")
+    r = kernel.run(
+        "%%flow failing\ndef load_rows():\n    raise ValueError('column missing')\nload_rows()"
+    )
     assert r["status"] == "error"
     err = r["errors"][0]
     assert err["ename"] == "ValueError" and err["evalue"] == "column missing"
@@ -134,7 +148,15 @@ def test_help_lists_the_options(kernel):
     for query in ("%%flow?", "%flow?"):
         r = kernel.run(query)
         text = plain(r["pager"])
-        for opt in ("--retries", "--retry-delay", "--timeout", "--tag", "--param", "--task-runner", "--quiet"):
+        for opt in (
+            "--retries",
+            "--retry-delay",
+            "--timeout",
+            "--tag",
+            "--param",
+            "--task-runner",
+            "--quiet",
+        ):
             assert opt in text, (query, opt)
 
 
@@ -146,15 +168,21 @@ def test_orion_line_magic(kernel):
     assert "listed" in text and "Completed" in text
     r = kernel.run("%orion runs --flow listed --state Completed")
     assert "listed" in plain(str(r["displays"]) + r["stdout"])
-    r = kernel.run("orion_nb.configure(database_url='postgresql://ana:s3cret@127.0.0.1:1/db')\n%orion config")
+    r = kernel.run(
+        "orion_nb.configure(database_url='postgresql://ana:s3cret@127.0.0.1:1/db')\n%orion config"
+    )
     text = plain(str(r["displays"]) + r["stdout"])
     assert "ana:***@127.0.0.1" in text and "s3cret" not in text
-    kernel.run("orion_nb.configure(database_url='sqlite:///' + str(orion_nb.settings.get_settings().home / 'orion.db'))")
+    kernel.run(
+        "orion_nb.configure(database_url='sqlite:///' + str(orion_nb.settings.get_settings().home / 'orion.db'))"
+    )
     r = kernel.run("%orion timeline listed")
     assert r["status"] == "ok", r["stderr"]
     assert any("application/vnd.plotly.v1+json" in d for d in r["results"] + r["displays"])
     r = kernel.run("%orion view no-such-run")
-    assert r["status"] == "error" and "No flow run with id or name" in plain(str(r["errors"]) + r["stderr"])
+    assert r["status"] == "error" and "No flow run with id or name" in plain(
+        str(r["errors"]) + r["stderr"]
+    )
     r = kernel.run("%orion frobnicate")
     assert r["status"] == "error"
 

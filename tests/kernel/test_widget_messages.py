@@ -13,13 +13,19 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 @pytest.fixture(scope="module", autouse=True)
 def loaded(kernel):
-    r = kernel.run("%load_ext orion_nb\nimport orion_nb, time\nfrom orion_nb import task\norion_nb.configure(display='widget')")
+    r = kernel.run(
+        "%load_ext orion_nb\nimport orion_nb, time\nfrom orion_nb import task\norion_nb.configure(display='widget')"
+    )
     assert r["status"] == "ok", r["errors"]
 
 
 def widget_updates(msgs):
     opens = [m for m in msgs if m["msg_type"] == "comm_open"]
-    updates = [m for m in msgs if m["msg_type"] == "comm_msg" and m["content"]["data"].get("method") == "update"]
+    updates = [
+        m
+        for m in msgs
+        if m["msg_type"] == "comm_msg" and m["content"]["data"].get("method") == "update"
+    ]
     return opens, updates
 
 
@@ -31,9 +37,15 @@ def test_flow_cell_displays_a_widget_and_streams_updates(kernel):
     opens, updates = widget_updates(r["msgs"])
     assert any(o["content"].get("target_name") == "jupyter.widget" for o in opens)
     assert len(updates) >= 2  # it changed while running, not only at the end
-    final = [u["content"]["data"]["state"] for u in updates if "run" in u["content"]["data"]["state"]][-1]
+    final = [
+        u["content"]["data"]["state"] for u in updates if "run" in u["content"]["data"]["state"]
+    ][-1]
     assert final["run"]["state_name"] == "Completed"
-    last_counts = [u["content"]["data"]["state"]["counts"] for u in updates if "counts" in u["content"]["data"]["state"]][-1]
+    last_counts = [
+        u["content"]["data"]["state"]["counts"]
+        for u in updates
+        if "counts" in u["content"]["data"]["state"]
+    ][-1]
     assert last_counts == {"Completed": 60}
 
 

@@ -21,13 +21,17 @@ from tests.conftest import require_or_skip
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_URL = os.environ.get("ORION_NB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "ORION_NB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 async def _admin(sql: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
+    conn = await asyncpg.connect(
+        ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://"), timeout=5
+    )
     try:
         await conn.execute(sql)
     finally:
@@ -47,7 +51,9 @@ def pg_url(orion_home: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        orion_nb.configure(database_url=f"sqlite:///{orion_home / 'orion.db'}")  # closes the PG writer
+        orion_nb.configure(
+            database_url=f"sqlite:///{orion_home / 'orion.db'}"
+        )  # closes the PG writer
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
