@@ -211,3 +211,37 @@ def test_schema_is_created_by_alembic_migrations(db_path: Path):
     tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
     assert {"flow_runs", "task_runs", "task_run_inputs", "states", "logs", "deployments"} <= tables
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_runs_of_a_killed_process_are_marked_crashed(orion_home: Path):
+    code = textwrap.dedent(
+        """
+        import os, orion_nb
+        orion_nb.configure(display="none", flush_interval=0.01)
+        from orion_nb.engine import recorder
+        @orion_nb.task
+        def t():
+            recorder.flush()
+            os._exit(9)  # the kernel dies mid-task: nothing can record the end
+        @orion_nb.flow(name="doomed")
+        def f():
+            t()
+        f()
+        """
+    )
+    env = {**os.environ, "ORION_NB_HOME": str(orion_home)}
+    env.pop("ORION_NB_DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 9
+    con = sqlite3.connect(orion_home / "orion.db")
+    assert con.execute("select state_name from flow_runs where flow_name='doomed'").fetchone() == (
+        "Running",
+    )
+    # the next process to open the history notices and says what happened
+    orion_nb.configure(database_url=f"sqlite:///{orion_home / 'other.db'}")
+    orion_nb.configure(database_url=f"sqlite:///{orion_home / 'orion.db'}")
+    fr = orion_nb.flow_runs(flow_name="doomed")
+    assert fr.iloc[0]["state_name"] == "Crashed"
+    assert "kernel restarted or killed" in fr.iloc[0]["message"]
+    tr = orion_nb.task_runs(flow_run_id=fr.iloc[0]["id"])
+    assert list(tr["state_name"].astype(str)) == ["Crashed"]

@@ -36,6 +36,9 @@ import atexit
 import concurrent.futures
 import json
 import operator
+import os
+import socket
+import time
 import sqlite3
 import threading
 import warnings
@@ -43,7 +46,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orion_nb._loop import LoopThread
@@ -121,6 +124,18 @@ def _sqlite_ts(ts: float) -> str:
 
 def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (_dt(v) if k in _TIME_COLS and isinstance(v, float) else v) for k, v in row.items()}
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return True  # unknown: leave it alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _open_sqlite(url: str) -> Any:
@@ -205,6 +220,7 @@ class Writer:
             self.engine = None
             raise
         self._build_statements()
+        await self._mark_crashed_runs()
         if self.engine.dialect.name == "sqlite":
             self._raw = _open_sqlite(self.url)
         self._wake = asyncio.Event()
@@ -251,6 +267,70 @@ class Writer:
                     table.insert().values({c: bindparam(c) for c in cols}).compile(dialect=sq)
                 )
                 self._raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
+
+    async def _mark_crashed_runs(self) -> None:
+        """Runs left unfinished by a process of this host that no longer exists crashed.
+
+        A kernel that is restarted or killed mid-flow cannot record the end of its runs; the
+        next process that opens the history says what happened instead of leaving them
+        Running forever.
+        """
+        from orion_nb.store import queries
+
+        assert self.engine is not None
+        me = os.getpid()
+        dead = [
+            rid
+            for rid, pid in await queries.unfinished_flow_runs(self.engine, socket.gethostname())
+            if pid != me and not _alive(pid)
+        ]
+        if not dead:
+            return
+        now = time.time()
+        async with self.engine.begin() as conn:
+            for table, key in (
+                (FlowRun.__table__, FlowRun.__table__.c.id),
+                (TaskRun.__table__, TaskRun.__table__.c.flow_run_id),
+            ):
+                ids = [
+                    r[0]
+                    for r in (
+                        await conn.execute(
+                            select(table.c.id).where(
+                                key.in_(dead),
+                                table.c.state_type.in_(
+                                    ["SCHEDULED", "PENDING", "RUNNING", "PAUSED"]
+                                ),
+                            )
+                        )
+                    ).all()
+                ]
+                if not ids:
+                    continue
+                kind = "flow" if table is FlowRun.__table__ else "task"
+                msg = "the process that ran it exited before the run finished (kernel restarted or killed)"
+                await conn.execute(
+                    update(table)
+                    .where(table.c.id.in_(ids))
+                    .values(
+                        state_type="CRASHED", state_name="Crashed", end_time=_dt(now), message=msg
+                    )
+                )
+                await conn.execute(
+                    StateRow.__table__.insert(),
+                    [
+                        {
+                            "run_id": i,
+                            "run_kind": kind,
+                            "type": "CRASHED",
+                            "name": "Crashed",
+                            "timestamp": _dt(now),
+                            "message": msg,
+                            "rule": None,
+                        }
+                        for i in ids
+                    ],
+                )
 
     def put(self, event: tuple[Any, ...]) -> None:
         """Queue one event (thread-safe, non-blocking)."""
