@@ -38,9 +38,9 @@ import json
 import operator
 import os
 import socket
-import time
 import sqlite3
 import threading
+import time
 import warnings
 from collections import deque
 from datetime import UTC, datetime
@@ -288,10 +288,11 @@ class Writer:
             return
         now = time.time()
         async with self.engine.begin() as conn:
-            for table, key in (
+            pairs: tuple[tuple[Any, Any], ...] = (
                 (FlowRun.__table__, FlowRun.__table__.c.id),
                 (TaskRun.__table__, TaskRun.__table__.c.flow_run_id),
-            ):
+            )
+            for table, key in pairs:
                 ids = [
                     r[0]
                     for r in (
