@@ -126,6 +126,10 @@ def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (_dt(v) if k in _TIME_COLS and isinstance(v, float) else v) for k, v in row.items()}
 
 
+def _table(model: Any) -> Any:
+    return model.__table__
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return True  # unknown: leave it alone
@@ -318,7 +322,7 @@ class Writer:
                     )
                 )
                 await conn.execute(
-                    StateRow.__table__.insert(),
+                    _table(StateRow).insert(),
                     [
                         {
                             "run_id": i,
