@@ -98,11 +98,40 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (creating it if the database is empty)."""
-    if await current_revision(engine) == HEAD_REVISION:
+    """Bring the schema to the newest revision (creating it if the database is empty).
+
+    An empty database gets the models' schema directly and is stamped with the head
+    revision, as Alembic recommends for new databases; that skips importing Alembic on a
+    fresh machine's first run. A test checks that the migrations produce the same schema.
+    """
+    revision = await current_revision(engine)
+    if revision == HEAD_REVISION:
         return
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+        if revision is None and await conn.run_sync(_is_empty):
+            await conn.run_sync(_create_and_stamp)
+        else:
+            await conn.run_sync(_upgrade)
+
+
+def _is_empty(sync_conn: Any) -> bool:
+    from sqlalchemy import inspect
+
+    return not inspect(sync_conn).get_table_names()
+
+
+def _create_and_stamp(sync_conn: Any) -> None:
+    from sqlalchemy import Column, MetaData, String, Table, insert
+
+    from orion_nb.store.models import Base
+
+    Base.metadata.create_all(sync_conn)
+    # the table Alembic keeps its revision in, declared as Alembic does
+    version = Table(
+        "alembic_version", MetaData(), Column("version_num", String(32), primary_key=True)
+    )
+    version.create(sync_conn)
+    sync_conn.execute(insert(version).values(version_num=HEAD_REVISION))
 
 
 def _upgrade(sync_conn: Any) -> None:

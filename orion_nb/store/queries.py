@@ -285,12 +285,3 @@ async def run_tree(engine: AsyncEngine, flow_run_id: str) -> dict[str, pd.DataFr
     )
     logs_df = await _frame(engine, stmt, _TIME)
     return {"flows": flows, "tasks": tasks, "states": states_df, "logs": logs_df}
-
-
-async def unfinished_flow_runs(engine: AsyncEngine, host: str) -> list[tuple[str, int | None]]:
-    """(id, pid) of flow runs on ``host`` that never reached a terminal state."""
-    stmt = select(FlowRun.id, FlowRun.pid).where(
-        FlowRun.host == host, FlowRun.state_type.in_(["SCHEDULED", "PENDING", "RUNNING", "PAUSED"])
-    )
-    async with engine.connect() as conn:
-        return [(str(r[0]), r[1]) for r in (await conn.execute(stmt)).all()]

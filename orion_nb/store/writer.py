@@ -126,6 +126,18 @@ def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (_dt(v) if k in _TIME_COLS and isinstance(v, float) else v) for k, v in row.items()}
 
 
+_OPEN_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")
+
+
+async def _unfinished_flow_runs(engine: AsyncEngine, host: str) -> list[tuple[str, int | None]]:
+    """(id, pid) of flow runs on ``host`` that never reached a terminal state."""
+    stmt = select(FlowRun.id, FlowRun.pid).where(
+        FlowRun.host == host, FlowRun.state_type.in_(_OPEN_TYPES)
+    )
+    async with engine.connect() as conn:
+        return [(str(r[0]), r[1]) for r in (await conn.execute(stmt)).all()]
+
+
 def _table(model: Any) -> Any:
     return model.__table__
 
@@ -279,13 +291,11 @@ class Writer:
         next process that opens the history says what happened instead of leaving them
         Running forever.
         """
-        from orion_nb.store import queries
-
         assert self.engine is not None
         me = os.getpid()
         dead = [
             rid
-            for rid, pid in await queries.unfinished_flow_runs(self.engine, socket.gethostname())
+            for rid, pid in await _unfinished_flow_runs(self.engine, socket.gethostname())
             if pid != me and not _alive(pid)
         ]
         if not dead:

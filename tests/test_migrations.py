@@ -1,0 +1,55 @@
+"""Schema migrations: Alembic's migrations and the models describe the same schema."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from orion_nb.store import database
+from orion_nb.store.models import Base
+
+
+def _migrate(url: str, *, via_alembic: bool) -> None:
+    async def go() -> None:
+        engine = database.create_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(database._upgrade if via_alembic else database._create_and_stamp)
+        await engine.dispose()
+
+    asyncio.run(go())
+
+
+def test_migrations_produce_the_models_schema(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    _migrate(url, via_alembic=True)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        version = conn.execute(sa.text("select version_num from alembic_version")).scalar_one()
+    assert diff == [], diff
+    assert version == database.HEAD_REVISION
+
+
+def test_fresh_database_shortcut_matches_the_migrations(tmp_path: Path):
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    _migrate(a, via_alembic=True)
+    _migrate(b, via_alembic=False)
+
+    def schema(url: str) -> dict[str, list[tuple[str, str, bool]]]:
+        insp = sa.inspect(sa.create_engine(url))
+        return {
+            t: sorted((c["name"], str(c["type"]), bool(c["nullable"])) for c in insp.get_columns(t))
+            for t in insp.get_table_names()
+        } | {
+            f"{t}#indexes": sorted(
+                (i["name"], ",".join(i["column_names"]), bool(i["unique"]))
+                for i in insp.get_indexes(t)
+            )
+            for t in insp.get_table_names()
+        }
+
+    assert schema(a) == schema(b)
