@@ -69,8 +69,10 @@ class FlowRunContext:
         self.active: dict[str, TaskRun] = {}
         self.futures: list[Any] = []
         self.dynamic_keys: dict[str, int] = {}
-        # id(result) -> task run id, to discover upstream edges from plain results
-        self.result_ids: dict[int, str] = {}
+        # id(result) -> (task run id, type of the result), to discover upstream edges from
+        # plain results without keeping them alive; the type check guards against an id
+        # reused by a newer object
+        self.result_ids: dict[int, tuple[str, type]] = {}
         self.cancelled = False
         self.lock = threading.Lock()
         self.thread_ident = threading.get_ident()

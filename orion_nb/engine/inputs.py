@@ -80,7 +80,7 @@ def find_upstream(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     positional: list[str],
-    result_ids: dict[int, str] | None,
+    result_ids: dict[int, tuple[str, type]] | None,
     wait_for: Any = None,
 ) -> list[Upstream]:
     """All upstream runs referenced by a call (cheap when there are none)."""
@@ -108,7 +108,7 @@ def _scan(
     value: Any,
     param: str,
     found: list[Upstream],
-    ids: dict[int, str] | None,
+    ids: dict[int, tuple[str, type]] | None,
     allowed: bool,
     depth: int,
 ) -> None:
@@ -128,9 +128,9 @@ def _scan(
         return
     else:
         if ids:
-            rid = ids.get(id(value))
-            if rid is not None:
-                found.append(Upstream(param, rid, rid[:8], allowed=allowed))
+            hit = ids.get(id(value))
+            if hit is not None and hit[1] is t:
+                found.append(Upstream(param, hit[0], hit[0][:8], allowed=allowed))
                 return
         if depth < 4:
             if t is list or t is tuple or t is set or t is frozenset:

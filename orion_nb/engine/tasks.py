@@ -411,9 +411,10 @@ class Task(Generic[P, R]):
             original = args[key] if isinstance(key, int) else kwargs[key]
             if isinstance(original, TaskFuture):
                 sources[key] = (original.run.id, original.run.name, original)
-            elif flow_ctx is not None and id(original) in flow_ctx.result_ids:
-                rid = flow_ctx.result_ids[id(original)]
-                sources[key] = (rid, rid[:8], None)
+            elif flow_ctx is not None:
+                hit = flow_ctx.result_ids.get(id(original))
+                if hit is not None and hit[1] is type(original):
+                    sources[key] = (hit[0], hit[0][:8], None)
         if flow_ctx is None:
             recorder.get_writer()
         futures: FutureList[R] = FutureList()
@@ -751,7 +752,7 @@ class TaskRunEngine:
                 recorder.emit(("cache", run.id, None, None, ref))
         flow_ctx = run.flow_ctx
         if flow_ctx is not None and type(result) not in _PLAIN_RESULTS:
-            flow_ctx.result_ids[id(result)] = run.id
+            flow_ctx.result_ids[id(result)] = (run.id, type(result))
         return None
 
     def fail(self, exc: BaseException, timed_out: bool = False) -> float | None:
@@ -838,6 +839,8 @@ class TaskRunEngine:
         flow_ctx = run.flow_ctx
         if flow_ctx is not None:
             flow_ctx.active.pop(run.id, None)
+        for u in run.upstream:
+            u.future = None  # a finished run must not keep its inputs' results alive
         cf = run.cf
         if cf is not None and not cf.done():
             cf.set_result(state)
