@@ -482,7 +482,7 @@ class Writer:
             if not fut.done():
                 fut.set_result(None)
 
-    def _write_sqlite(self, batches: tuple[tuple[str, list[dict[str, Any]]], ...]) -> None:
+    def _write_sqlite(self, batches: tuple[tuple[str, list[Any]], ...]) -> None:
         conn = self._raw
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -490,7 +490,13 @@ class Writer:
                 if not rows:
                     continue
                 sql, cols = self._raw_sql[key]
-                params = _sqlite_rows(rows, cols)
+                if key == "states":
+                    ts = _sqlite_ts
+                    params: list[Any] = [
+                        (r[0], r[1], r[2], r[3], ts(r[4]), r[5], r[6]) for r in rows
+                    ]
+                else:
+                    params = _sqlite_rows(rows, cols)
                 conn.executemany(sql, params)
             conn.execute("COMMIT")
         except BaseException:
@@ -505,7 +511,7 @@ class Writer:
         dirty_flows: dict[str, dict[str, Any]] = {}
         dirty_tasks: dict[str, dict[str, Any]] = {}
         orphan_updates: dict[str, dict[str, dict[str, Any]]] = {"flow": {}, "task": {}}
-        states: list[dict[str, Any]] = []
+        states: list[Any] = []
         edges: list[dict[str, Any]] = []
         logs: list[dict[str, Any]] = []
         for ev in events:
@@ -533,17 +539,8 @@ class Writer:
                         # never ran (cached, upstream failed, cancelled while pending)
                         row["start_time"] = ts
                     row["message"] = st.message
-                states.append(
-                    {
-                        "run_id": run_id,
-                        "run_kind": run_kind,
-                        "type": t,
-                        "name": st.name,
-                        "timestamp": ts,
-                        "message": st.message,
-                        "rule": st.rule,
-                    }
-                )
+                # a plain tuple in _STATE_COLS order: the bulk path binds it as it is
+                states.append((run_id, run_kind, t, st.name, ts, st.message, st.rule))
             elif kind == "task":
                 _, rid, flow_run_id, task_name, task_key, dyn, name, tags, created = ev
                 row = {
@@ -612,7 +609,7 @@ class Writer:
                     row["cache_expiration"] = ev[3]
                     row["result_ref"] = ev[4]
                     dirty_tasks[ev[1]] = row
-        batches: tuple[tuple[str, list[dict[str, Any]]], ...] = (
+        batches: tuple[tuple[str, list[Any]], ...] = (
             ("upsert_flow", list(dirty_flows.values())),
             ("upsert_task", list(dirty_tasks.values())),
             ("states", states),
@@ -628,6 +625,10 @@ class Writer:
             async with self.engine.begin() as conn:
                 for key, batch_rows in batches:
                     if batch_rows:
+                        if key == "states":
+                            batch_rows = [
+                                dict(zip(_STATE_COLS, r, strict=True)) for r in batch_rows
+                            ]
                         await conn.execute(self._stmts[key], [_pg_row(r) for r in batch_rows])
         self.rows_written += (
             len(dirty_flows) + len(dirty_tasks) + len(states) + len(edges) + len(logs)
