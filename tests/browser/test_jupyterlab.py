@@ -34,7 +34,7 @@ CELL = (
     "import time\n"
     "@task\n"
     "def step(i):\n"
-    "    time.sleep(0.05)\n"
+    "    time.sleep(0.3)\n"
     "    return i\n"
     "evil = task(name='<img src=x onerror=alert(1)>')(lambda: 1)\n"
     "evil()\n"
@@ -179,9 +179,13 @@ def test_flow_cell_shows_live_widget_in_jupyterlab(lab):
             }""",
             timeout=90_000,
         )
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # don't await the command: it resolves only when every cell has finished
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         widget = page.locator(".onb-runview").first
-        expect(widget).to_be_visible(timeout=60_000)
+        try:
+            expect(widget).to_be_visible(timeout=60_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab-first-output.png"))
         badge = widget.locator(".onb-header [data-state]").first
         # while the 50 tasks run, the flow is Running and counts grow; then it completes
         expect(badge).to_have_attribute("data-state", "Running", timeout=30_000)
