@@ -78,8 +78,10 @@ def widget_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # module scope: Playwright's sync API keeps an event loop running in the main thread while
+    # it is open, which would change what every later test sees
     require_or_skip(Path(CHROMIUM).exists(), f"Chromium ({CHROMIUM})")
     from playwright.sync_api import sync_playwright
 
