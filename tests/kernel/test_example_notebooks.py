@@ -80,3 +80,43 @@ def test_history_notebook(tmp_path, monkeypatch):
     text = outputs_text(nb)
     assert "failure_rate" in text and "RetryFailedRuns" in text
     assert "application/vnd.plotly.v1+json" in text
+
+
+def test_quickstart_notebook(tmp_path, monkeypatch):
+    nb, db = execute("quickstart.ipynb", tmp_path, monkeypatch)
+    con = sqlite3.connect(db)
+    runs = con.execute("select state_name from flow_runs where flow_name='etl'").fetchall()
+    assert runs == [("Completed",), ("Completed",)]
+    assert (
+        con.execute("select count(*) from task_runs where state_name='Cached'").fetchone()[0] == 5
+    )
+    extract = con.execute(
+        "select id, run_count from task_runs where task_name='extract' order by created"
+    ).fetchone()
+    assert extract[1] == 2
+    rules = {r[0] for r in con.execute("select rule from states where run_id=?", (extract[0],))}
+    assert "RetryFailedRuns" in rules
+    text = outputs_text(nb)
+    assert "ZeroDivisionError" in text and "'Failed'" in text
+
+
+def test_main_job_script(tmp_path):
+    """The README's first command ends by running this script; it must work and show the runs."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ORION_NB_HOME": str(tmp_path / "home"), "COLUMNS": "160"}
+    env.pop("ORION_NB_DATABASE_URL", None)
+    root = NOTEBOOKS.parent
+    res = subprocess.run(
+        [sys.executable, str(root / "scripts" / "run_quickstart.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "flow runs recorded by the notebook (3)" in res.stdout
+    assert "RetryFailedRuns: attempt 1 of 3 failed" in res.stdout
+    assert str(tmp_path / "home") in res.stdout
