@@ -789,3 +789,28 @@ def test_results_are_not_kept_alive_after_use():
     gc.collect()
     alive = sum(r() is not None for r in refs)
     assert alive == 0, f"{alive} of {len(refs)} results still alive"
+
+
+def test_queued_history_does_not_hold_results():
+    """Between two writes the queue holds many runs: it must not hold their results."""
+    import tracemalloc
+
+    @task
+    def big():
+        return bytes(1_000_000)
+
+    @flow
+    def f():
+        for _ in range(100):
+            big()
+
+    f()  # warm up: the first run opens the database
+    orion_nb.configure(flush_interval=60)  # nothing is written while the flow runs
+    try:
+        tracemalloc.start()
+        f()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        orion_nb.configure(flush_interval=0.05)
+    assert peak < 20_000_000, f"peak {peak / 1e6:.0f} MB for 100 results of 1 MB"

@@ -36,11 +36,23 @@ def record(run: Run, state: State) -> None:
     """Make ``state`` the run's state and tell the store and the live view."""
     state.run_id = run.id
     run.state = state
-    ev = ("state", run.id, run.kind, state, run.run_count)
-    recorder.emit(ev)
+    # the store gets the fields, not the State: a queued event must not keep a result alive
+    recorder.emit(
+        (
+            "state",
+            run.id,
+            run.kind,
+            state.type._value_,
+            state.name,
+            state.ts,
+            state.message,
+            state.rule,
+            run.run_count,
+        )
+    )
     view = run.view
     if view is not None:
-        view.on_event(ev)
+        view.on_event(("state", run.id, run.kind, state, run.run_count))
 
 
 def propose(

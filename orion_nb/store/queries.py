@@ -7,6 +7,7 @@ timezone-aware UTC datetimes, a ``duration`` column for runs, and state names as
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -45,26 +46,53 @@ _STATE_TYPES = [
 ]
 
 
+_JSON_COLUMNS = ("parameters", "tags")
+
+
 def _cols(engine: AsyncEngine, model: Any, names: list[str]) -> list[Any]:
+    """Columns to select, raw where converting row by row would be slow.
+
+    On SQLite timestamps come back as their stored text (converted in one vectorised step).
+    JSON columns come back as text everywhere and are decoded once per distinct value: tags
+    and parameters repeat a lot across runs.
+    """
     sqlite = engine.dialect.name == "sqlite"
     cols = []
     for n in names:
         col = getattr(model, n)
-        if sqlite and isinstance(col.type, UTCDateTime):
-            col = type_coerce(col, String).label(n)
+        if (sqlite and isinstance(col.type, UTCDateTime)) or n in _JSON_COLUMNS:
+            col = type_coerce(col, String).label(n) if sqlite else col
         cols.append(col)
     return cols
+
+
+def _decode_json(series: pd.Series) -> pd.Series:
+    cache: dict[Any, Any] = {}
+
+    def decode(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        hit = cache.get(value, cache)
+        if hit is cache:
+            hit = cache[value] = json.loads(value)
+        # a fresh copy per row: the frame's cells must not share mutable objects
+        return type(hit)(hit) if isinstance(hit, (list, dict)) else hit
+
+    return series.map(decode)
 
 
 async def _frame(engine: AsyncEngine, stmt: Any, time_cols: list[str]) -> pd.DataFrame:
     async with engine.connect() as conn:
         result = await conn.execute(stmt)
         keys = list(result.keys())
-        rows = result.all()
+        rows = [tuple(r) for r in result.all()]
     df = pd.DataFrame.from_records(rows, columns=keys)
     for c in time_cols:
         if c in df:
             df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
+    for c in _JSON_COLUMNS:
+        if c in df:
+            df[c] = _decode_json(df[c])
     return df
 
 

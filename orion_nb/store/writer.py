@@ -22,7 +22,7 @@ Event tuples (first item is the kind)::
 
     ("flow",  id, flow_name, name, parameters, tags, parent_task_run_id, source, host, pid, created)
     ("task",  id, flow_run_id, task_name, task_key, dynamic_key, name, tags, created)
-    ("state", run_id, kind, State, run_count)
+    ("state", run_id, kind, state_type, state_name, ts, message, rule, run_count)
     ("edge",  task_run_id, upstream_task_run_id, parameter)
     ("log",   flow_run_id, task_run_id, level, ts, message)
     ("cache", task_run_id, cache_key, expires_at, result_ref)
@@ -517,7 +517,7 @@ class Writer:
         for ev in events:
             kind = ev[0]
             if kind == "state":
-                _, run_id, run_kind, st, run_count = ev
+                _, run_id, run_kind, t, state_name, ts, message, rule, run_count = ev
                 rows = task_rows if run_kind == "task" else flow_rows
                 row = rows.get(run_id)
                 if row is None:
@@ -526,10 +526,8 @@ class Writer:
                         row.setdefault(c, None)
                 else:
                     (dirty_tasks if run_kind == "task" else dirty_flows)[run_id] = row
-                t = st.type.value
-                ts = st.ts
                 row["state_type"] = t
-                row["state_name"] = st.name
+                row["state_name"] = state_name
                 row["run_count"] = run_count
                 if t == "RUNNING" and "start_time" in row and row["start_time"] is None:
                     row["start_time"] = ts
@@ -538,9 +536,9 @@ class Writer:
                     if "start_time" in row and row["start_time"] is None:
                         # never ran (cached, upstream failed, cancelled while pending)
                         row["start_time"] = ts
-                    row["message"] = st.message
+                    row["message"] = message
                 # a plain tuple in _STATE_COLS order: the bulk path binds it as it is
-                states.append((run_id, run_kind, t, st.name, ts, st.message, st.rule))
+                states.append((run_id, run_kind, t, state_name, ts, message, rule))
             elif kind == "task":
                 _, rid, flow_run_id, task_name, task_key, dyn, name, tags, created = ev
                 row = {
