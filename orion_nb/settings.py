@@ -51,6 +51,14 @@ class Settings:
         default_factory=lambda: os.environ.get("ORION_NB_PERSIST", "1") not in ("0", "false", "no")
     )
 
+    def __repr__(self) -> str:
+        # never show a password: this repr is what a notebook displays after configure()
+        url = mask_url(self.database_url) if self.database_url else None
+        return (
+            f"Settings(home={str(self.home)!r}, database_url={url!r}, display={self.display!r}, "
+            f"flush_interval={self.flush_interval!r}, persist={self.persist!r})"
+        )
+
     @property
     def effective_database_url(self) -> str:
         """The database URL in use, with the SQLite default filled in."""
@@ -149,9 +157,21 @@ def on_change(listener: Any) -> None:
     _listeners.append(listener)
 
 
-_PASSWORD_RE = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+_URL_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<rest>\S*)")
+
+
+def _mask_rest(rest: str) -> str:
+    # the user info ends at the last "@" before any query string (a password may contain "@")
+    head, sep, query = rest.partition("?")
+    at = head.rfind("@")
+    if at < 0:
+        return rest
+    user, colon, _password = head[:at].partition(":")
+    if not colon:
+        return rest
+    return f"{user}:***{head[at:]}{sep}{query}"
 
 
 def mask_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (safe for logs, reprs, widgets)."""
-    return _PASSWORD_RE.sub(lambda m: f"{m.group('prefix')}***@", url)
+    return _URL_RE.sub(lambda m: m.group("scheme") + _mask_rest(m.group("rest")), url)
