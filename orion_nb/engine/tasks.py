@@ -504,8 +504,12 @@ class Task(Generic[P, R]):
                 try:
                     token = _task_ctx.set(eng.task_ctx)
                     try:
-                        with deadline(self.timeout_seconds) as dl:
+                        if self.timeout_seconds is None:
+                            dl = None
                             result = self.fn(*eng.args, **eng.kwargs)
+                        else:
+                            with deadline(self.timeout_seconds) as dl:
+                                result = self.fn(*eng.args, **eng.kwargs)
                     finally:
                         _task_ctx.reset(token)
                 except RunTimeoutError as exc:

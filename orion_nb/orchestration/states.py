@@ -34,6 +34,10 @@ class StateType(enum.Enum):
     CANCELLED = "CANCELLED"
     PAUSED = "PAUSED"
 
+    # members are singletons: hash by identity in C, not Enum's Python-level hash of the name
+    # (state types are dictionary keys on every transition)
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
         return f"StateType.{self.name}"
 
