@@ -29,7 +29,7 @@ def sh(*cmd: str | Path, **kw: object) -> None:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"orion_nb needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not PY.exists():
         print(f"Creating a virtual environment in {VENV} ...", flush=True)
@@ -48,9 +48,29 @@ def demo() -> None:
 
 def test(extra: list[str]) -> None:
     sh(PY, "-m", "ruff", "check", "orion_nb", "tests", "benchmarks", "scripts", "dev.py")
-    sh(PY, "-m", "ruff", "format", "--check", "orion_nb", "tests", "benchmarks", "scripts", "dev.py")
+    sh(
+        PY,
+        "-m",
+        "ruff",
+        "format",
+        "--check",
+        "orion_nb",
+        "tests",
+        "benchmarks",
+        "scripts",
+        "dev.py",
+    )
     sh(PY, "-m", "mypy")
-    sh(PY, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(ROOT / "build" / "site"))
+    sh(
+        PY,
+        "-m",
+        "mkdocs",
+        "build",
+        "--strict",
+        "--quiet",
+        "--site-dir",
+        str(ROOT / "build" / "site"),
+    )
     sh(PY, "-m", "pytest", *extra)
 
 
