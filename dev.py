@@ -46,31 +46,15 @@ def demo() -> None:
     sh(PY, "scripts/run_quickstart.py")
 
 
+LINTED = ("orion_nb", "tests", "benchmarks", "scripts", "dev.py")
+
+
 def test(extra: list[str]) -> None:
-    sh(PY, "-m", "ruff", "check", "orion_nb", "tests", "benchmarks", "scripts", "dev.py")
-    sh(
-        PY,
-        "-m",
-        "ruff",
-        "format",
-        "--check",
-        "orion_nb",
-        "tests",
-        "benchmarks",
-        "scripts",
-        "dev.py",
-    )
+    sh(PY, "-m", "ruff", "check", *LINTED)
+    sh(PY, "-m", "ruff", "format", "--check", *LINTED)
     sh(PY, "-m", "mypy")
-    sh(
-        PY,
-        "-m",
-        "mkdocs",
-        "build",
-        "--strict",
-        "--quiet",
-        "--site-dir",
-        str(ROOT / "build" / "site"),
-    )
+    site = ROOT / "build" / "site"
+    sh(PY, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site))
     sh(PY, "-m", "pytest", *extra)
 
 
