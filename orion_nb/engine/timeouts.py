@@ -70,6 +70,8 @@ def deadline(seconds: float | None) -> Iterator[Deadline | None]:
         threading.current_thread() is threading.main_thread()
         and hasattr(signal, "setitimer")
         and not _alarm_active
+        # someone else's alarm is pending (e.g. pytest-timeout): leave it alone
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
     )
     if use_signal:
 
