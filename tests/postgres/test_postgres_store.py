@@ -120,3 +120,67 @@ def test_postgres_schema_uses_native_types(pg_url: str):
     assert types["start_time"] == "timestamp with time zone"
     assert types["parameters"] == "jsonb"
     assert types["_version"] == "0001"
+
+
+def _pg_ctl(action: str) -> None:
+    import glob
+    import subprocess
+
+    versions = sorted(glob.glob("/etc/postgresql/*"))
+    require_or_skip(bool(versions), "a local PostgreSQL cluster to stop and start")
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", Path(versions[-1]).name, "main", action],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _wait_for_server(timeout: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            asyncio.run(_admin("SELECT 1"))
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_an_outage_loses_nothing_and_does_not_fail_runs(pg_url: str):
+    """The server goes away mid-session: runs still complete, records wait, then get written."""
+    import warnings
+
+    from orion_nb.errors import OrionNBWarning
+
+    @task
+    def step(i):
+        return i
+
+    @flow(name="before")
+    def before():
+        return step(1)
+
+    @flow(name="during")
+    def during():
+        return [step(i) for i in range(3)]
+
+    before()
+    _pg_ctl("stop")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert during() == [0, 1, 2]  # the user's run is not turned into an error
+        assert any(
+            issubclass(w.category, OrionNBWarning) and "kept in memory" in str(w.message)
+            for w in caught
+        )
+    finally:
+        _pg_ctl("start")
+        _wait_for_server()
+    fr = orion_nb.flow_runs()  # flushes what was kept, then reads
+    assert sorted(fr["flow_name"]) == ["before", "during"]
+    assert set(fr["state_name"].astype(str)) == {"Completed"}
+    assert len(orion_nb.task_runs()) == 4
