@@ -814,3 +814,20 @@ def test_queued_history_does_not_hold_results():
     finally:
         orion_nb.configure(flush_interval=0.05)
     assert peak < 20_000_000, f"peak {peak / 1e6:.0f} MB for 100 results of 1 MB"
+
+
+def test_tasks_that_wait_for_tasks_they_submit_do_not_deadlock_the_pool():
+    @task
+    def child(i):
+        return i
+
+    @task
+    def parent(i):
+        return child.submit(i).result() + 1
+
+    @flow(task_runner=orion_nb.ThreadPoolTaskRunner(max_workers=2))
+    def f():
+        return sum(parent.map(range(12)).result())
+
+    assert f() == sum(range(12)) + 12
+    assert len(orion_nb.task_runs(task_name="child")) == 12

@@ -28,7 +28,7 @@ from orion_nb.engine import recorder
 from orion_nb.engine.context import FlowRunContext, _flow_ctx, _task_ctx
 from orion_nb.engine.futures import TaskFuture
 from orion_nb.engine.params import Signature, format_name, new_id, parameters_json, random_run_name
-from orion_nb.engine.runners import TaskRunner, default_runner, resolve_task_runner
+from orion_nb.engine.runners import TaskRunner, default_runner, help_until_done, resolve_task_runner
 from orion_nb.engine.tasks import _strip_engine_frames, cancel_run, describe_exception
 from orion_nb.engine.timeouts import deadline
 from orion_nb.engine.transitions import Run, propose, record
@@ -477,6 +477,7 @@ class FlowRunEngine:
             for child in list(self.ctx.active.values()):
                 cf = getattr(child, "cf", None)
                 if cf is not None:
+                    help_until_done(cf)
                     cf.result()
                 else:
                     self.ctx.active.pop(child.id, None)

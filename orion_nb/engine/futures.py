@@ -39,8 +39,14 @@ class TaskFuture(Generic[R]):
     def done(self) -> bool:
         return self._cf.done()
 
+    def _help_while_waiting(self, timeout: float | None) -> None:
+        from orion_nb.engine.runners import help_until_done
+
+        help_until_done(self._cf, timeout)
+
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the run is finished (or ``timeout`` seconds passed)."""
+        self._help_while_waiting(timeout)
         try:
             self._cf.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -57,6 +63,7 @@ class TaskFuture(Generic[R]):
             When the run is not finished within ``timeout`` seconds.
         """
         __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
+        self._help_while_waiting(timeout)
         state = self._cf.result(timeout)
         return state.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
 

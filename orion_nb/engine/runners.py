@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -76,7 +77,25 @@ class ThreadPoolTaskRunner(TaskRunner):
             if spawn:
                 self._get_pool().submit(self._drain)
 
+    def help_once(self) -> bool:
+        """Run one queued task run in the calling thread; False when nothing is queued.
+
+        A task run that waits for a run it submitted itself (``child.submit(...).result()``
+        inside a task) would otherwise hold a worker while its child waits for one: with every
+        worker waiting, nothing would ever run. Waiting workers help instead.
+        """
+        try:
+            fn = self._queue.popleft()
+        except IndexError:
+            return False
+        try:
+            fn()
+        except BaseException:
+            pass
+        return True
+
     def _drain(self) -> None:
+        _worker.runner = self
         queue = self._queue
         while True:
             try:
@@ -102,6 +121,34 @@ class ThreadPoolTaskRunner(TaskRunner):
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
+
+
+_worker = threading.local()
+
+
+def current_worker_runner() -> ThreadPoolTaskRunner | None:
+    """The thread pool runner whose worker is the calling thread, if any."""
+    return getattr(_worker, "runner", None)
+
+
+def help_until_done(cf: concurrent.futures.Future[Any], timeout: float | None = None) -> None:
+    """On a worker thread, run queued task runs until ``cf`` is done (or ``timeout``).
+
+    The awaited run may be queued behind this very worker; elsewhere this returns at once
+    and the caller simply waits.
+    """
+    runner = current_worker_runner()
+    if runner is None or cf.done():
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not cf.done():
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        if not runner.help_once():
+            try:
+                cf.result(0.005)
+            except concurrent.futures.TimeoutError:
+                pass
 
 
 class SequentialTaskRunner(TaskRunner):
