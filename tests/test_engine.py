@@ -765,7 +765,7 @@ def test_wrapped_function_keeps_its_signature_and_docs():
 
 def test_results_are_not_kept_alive_after_use():
     class Blob:
-        pass
+        """A result that can be weakly referenced."""
 
     refs: list[weakref.ref[Blob]] = []
 

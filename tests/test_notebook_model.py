@@ -29,7 +29,7 @@ class Recorder:
             self.events.append(ev)
 
     def close(self):
-        pass
+        """Nothing to release."""
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def widget_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
-            pass
+            """Keep the test output free of request logs."""
 
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site))
