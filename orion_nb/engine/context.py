@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from orion_nb.engine.runners import TaskRunner
     from orion_nb.engine.tasks import Task, TaskRun
 
-__all__ = ["FlowRunContext", "TaskRunContext", "current", "current_flow_run", "current_task_run"]
+__all__ = ["FlowRunContext", "TaskRunContext", "current_flow_run", "current_task_run"]
 
 
 class FlowRunContext:
@@ -122,8 +122,3 @@ def current_flow_run() -> FlowRunContext | None:
 
 def current_task_run() -> TaskRunContext | None:
     return _task_ctx.get()
-
-
-def current() -> FlowRunContext | TaskRunContext | None:
-    """The innermost run: the task run if code runs inside a task, else the flow run."""
-    return _task_ctx.get() or _flow_ctx.get()

@@ -31,9 +31,6 @@ class TaskRunner:
     def shutdown(self) -> None:
         pass
 
-    def duplicate(self) -> TaskRunner:
-        return type(self)()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -115,9 +112,6 @@ class ThreadPoolTaskRunner(TaskRunner):
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
-
-    def duplicate(self) -> TaskRunner:
-        return ThreadPoolTaskRunner(self.max_workers)
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"

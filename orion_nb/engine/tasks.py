@@ -19,7 +19,6 @@ import functools
 import inspect
 import pickle
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -905,10 +904,6 @@ def cancel_run(run: TaskRun, reason: str, rule: str | None = None) -> None:
         cf.set_result(run.state)
     if run.flow_ctx is not None:
         run.flow_ctx.active.pop(run.id, None)
-
-
-def format_traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 @overload

@@ -186,18 +186,6 @@ class State:
             f"Run {self.run_id} is in state {self.name!r} and has no result yet; wait for it first."
         )
 
-    def copy(self, **changes: Any) -> State:
-        new = State.__new__(State)
-        for slot in State.__slots__:
-            setattr(
-                new,
-                slot,
-                changes.get(slot.lstrip("_"), getattr(self, slot))
-                if slot != "_data"
-                else changes.get("data", self._data),
-            )
-        return new
-
     def __repr__(self) -> str:
         msg = f", message={self.message!r}" if self.message else ""
         return f"{self.name}(type={self.type.name}{msg})"
@@ -268,20 +256,3 @@ def Cancelled(**kw: Any) -> State:
 
 def Paused(**kw: Any) -> State:
     return State(StateType.PAUSED, "Paused", **kw)
-
-
-NAMED_STATES = {
-    "Scheduled": StateType.SCHEDULED,
-    "Late": StateType.SCHEDULED,
-    "AwaitingRetry": StateType.SCHEDULED,
-    "Pending": StateType.PENDING,
-    "Running": StateType.RUNNING,
-    "Retrying": StateType.RUNNING,
-    "Completed": StateType.COMPLETED,
-    "Cached": StateType.COMPLETED,
-    "Failed": StateType.FAILED,
-    "TimedOut": StateType.FAILED,
-    "Crashed": StateType.CRASHED,
-    "Cancelled": StateType.CANCELLED,
-    "Paused": StateType.PAUSED,
-}

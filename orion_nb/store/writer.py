@@ -199,7 +199,6 @@ class Writer:
         self._pending_batch: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self.last_error: BaseException | None = None
-        self.rows_written = 0
 
     def __repr__(self) -> str:
         return f"Writer(url={mask_url(self.url)!r}, queued={len(self.queue)})"
@@ -628,9 +627,6 @@ class Writer:
                                 dict(zip(_STATE_COLS, r, strict=True)) for r in batch_rows
                             ]
                         await conn.execute(self._stmts[key], [_pg_row(r) for r in batch_rows])
-        self.rows_written += (
-            len(dirty_flows) + len(dirty_tasks) + len(states) + len(edges) + len(logs)
-        )
         # finished runs need no further upserts: forget them
         for rows, dirty in ((flow_rows, dirty_flows), (task_rows, dirty_tasks)):
             for rid, row in dirty.items():
