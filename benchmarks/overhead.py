@@ -21,6 +21,7 @@ See benchmarks/README.md for what each number means.
 from __future__ import annotations
 
 import argparse
+import atexit
 import concurrent.futures
 import gc
 import json
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from typing import Any
 # A fresh home before orion_nb reads its settings; nothing from the caller's environment may
 # redirect the runs (another database, persistence off, a live view).
 HOME = Path(tempfile.mkdtemp(prefix="orion-bench-"))
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)  # runs after the writer's own close
 for _var in ("ORION_NB_DATABASE_URL", "ORION_NB_PERSIST", "ORION_NB_DISPLAY"):
     os.environ.pop(_var, None)
 os.environ["ORION_NB_HOME"] = str(HOME)
@@ -48,10 +51,21 @@ os.environ["ORION_NB_HOME"] = str(HOME)
 import orion_nb  # noqa: E402
 from orion_nb import flow, task  # noqa: E402
 from orion_nb.engine import recorder  # noqa: E402
+from orion_nb.errors import OrionNBWarning  # noqa: E402
 
 orion_nb.configure(display="none")
+# a failed history write would make every figure meaningless: stop instead of retrying
+warnings.simplefilter("error", OrionNBWarning)
 
 SECTIONS = ("task", "flow", "cold", "memory", "history", "prefect")
+TITLES = {
+    "task": "per task run",
+    "flow": "per flow run",
+    "cold": "cold start (fresh interpreter)",
+    "memory": "memory",
+    "history": "history",
+    "prefect": "Prefect side by side",
+}
 
 # Keys every full or quick run writes (the smoke test checks them; see README.md).
 EXPECTED_KEYS = (
@@ -168,10 +182,12 @@ def child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_child(code: str, env: dict[str, str], timeout: float = 600) -> dict[str, Any]:
+def run_child(
+    code: str, env: dict[str, str], timeout: float = 600, python: str = sys.executable
+) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line."""
     res = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+        [python, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
     )
     if res.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({res.returncode}):\n{res.stderr[-3000:]}")
@@ -321,7 +337,8 @@ def bench_submit_map(n: int, map_n: int, repeats: int) -> None:
         "µs",
         baseline=med(tpe_sub) / n * 1e6,
         note=(
-            f"{rep}; incl. the flow's commit {med(sub_total) / n * 1e6:.1f} µs; "
+            f"{rep}; {n / med(sub_body):,.0f} tasks/s; incl. the flow's commit "
+            f"{med(sub_total) / n * 1e6:.1f} µs; "
             f"baseline: ThreadPoolExecutor({workers}) submit + result"
         ),
     )
@@ -502,40 +519,62 @@ def bench_cold(repeats: int) -> None:
 # -- 4. memory ----------------------------------------------------------------------------------
 MEMORY = textwrap.dedent(
     """
-    import gc, json, resource, sys, time, tracemalloc
+    import gc, json, resource, sys, time, tracemalloc, warnings
     import orion_nb
     from orion_nb import flow, task
     from orion_nb.engine import recorder
+    from orion_nb.errors import OrionNBWarning
 
     orion_nb.configure(display="none")
-    N, SIZE = int(sys.argv[1]), int(sys.argv[2])
+    warnings.simplefilter("error", OrionNBWarning)
+    N, SIZE, MODE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    alive = [0]
+
+    class Blob(bytes):
+        # a bytes object that counts how many of its kind are alive
+        __slots__ = ()
+
+        def __new__(cls, n):
+            alive[0] += 1
+            return super().__new__(cls, n)
+
+        def __del__(self):
+            alive[0] -= 1
+
+    make = bytes if MODE == "trace" else Blob
 
     @task
     def tiny(i):
-        return bytes(SIZE) if SIZE else i
+        return make(SIZE)
 
-    backlog = [0]
+    out = {"max_alive": 0}
 
     @flow
     def many(count):
+        most = 0
         for i in range(count):
             tiny(i)  # the caller does not keep the result
+            if alive[0] > most:
+                most = alive[0]
         w = recorder.get_writer()
-        backlog[0] = len(w.queue) + len(getattr(w, "_pending_batch", ()))
+        out["backlog"] = len(w.queue) + len(getattr(w, "_pending_batch", ()))
+        out["max_alive"] = most
 
     many(100)  # warm-up: writer started, code paths hot
     recorder.flush()
     gc.collect()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tracemalloc.start()
+    if MODE == "trace":
+        tracemalloc.start()
     t0 = time.perf_counter()
     many(N)
-    elapsed = time.perf_counter() - t0
-    current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak": peak, "current": current, "rss_growth": (rss1 - rss0) * 1024,
-                      "elapsed": elapsed, "backlog": backlog[0]}))
+    out["elapsed"] = time.perf_counter() - t0
+    if MODE == "trace":
+        out["current"], out["peak"] = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    out["rss_growth"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024
+    out["alive_after"] = alive[0]
+    print(json.dumps(out))
     """
 )
 
@@ -543,62 +582,63 @@ MEMORY = textwrap.dedent(
 def bench_memory(n: int, size: int = 100_000) -> None:
     """A flow of n direct task calls returning `size` bytes each, the results dropped at once.
 
-    Runs in fresh interpreters (so RSS is not inflated by earlier sections), once with the
-    100 KB results and once with the same flow returning an int, which isolates what the
-    results cost from what the engine and the writer's queue cost per run.
+    Two fresh interpreters (so RSS is not inflated by earlier sections): one returns plain
+    ``bytes`` under tracemalloc (peak of traced memory); one returns a bytes subclass that
+    counts its live instances, without tracemalloc (how many results the engine keeps alive,
+    and RSS growth free of tracemalloc's own bookkeeping).
     """
     out = {}
-    for label, sz in (("big", size), ("small", 0)):
+    for mode in ("trace", "count"):
         home = Path(tempfile.mkdtemp(prefix="orion-bench-mem-"))
         try:
-            code = f"import sys; sys.argv[1:] = [{n}, {sz}]\n{MEMORY}"
-            out[label] = run_child(code, child_env(home))
+            code = f"import sys; sys.argv[1:] = [{n}, {size}, {mode!r}]\n{MEMORY}"
+            out[mode] = run_child(code, child_env(home))
         finally:
             shutil.rmtree(home, ignore_errors=True)
-    big, small = out["big"], out["small"]
+    tr, co = out["trace"], out["count"]
     kept = n * size
-    alive = max(0.0, (big["peak"] - small["peak"]) / size)
     record(
         "memory_peak_mb",
-        f"peak memory, flow of {n:,} task runs returning {size // 1000} KB each",
-        big["peak"] / 1e6,
+        f"peak memory, flow of {n:,} task runs returning {size // 1000} KB bytes each",
+        tr["peak"] / 1e6,
         "MB",
         baseline=kept / 1e6,
         budget="results not kept alive",
-        ok=big["peak"] < kept / 20,
+        ok=tr["peak"] < kept / 20,
         note=(
             f"tracemalloc peak; baseline: keeping every result ({kept / 1e9:.1f} GB); "
-            f"{big['current'] / 1e6:.1f} MB still allocated after the run"
+            f"{tr['current'] / 1e6:.1f} MB still allocated after the run"
         ),
     )
     record(
         "memory_results_alive",
-        "  results alive at the peak (peak - same flow returning ints) ÷ 100 KB",
-        alive,
+        "  most results alive at once (counted)",
+        float(co["max_alive"]),
         "",
         baseline=float(n),
-        budget="a handful",
-        ok=alive < 100,
-        note=f"{(big['peak'] - small['peak']) / 1e6:.1f} MB above the int-returning flow",
+        budget="none",
+        ok=co["max_alive"] == 0 and co["alive_after"] == 0,
+        note=f"a counting bytes subclass, checked after every call; {co['alive_after']} after the run",
     )
+    per_run = (tr["peak"] - co["max_alive"] * size) / n
     record(
         "memory_backlog_peak_mb",
-        f"  peak of the same flow returning ints ({n:,} runs)",
-        small["peak"] / 1e6,
+        "  of the peak, not results: engine + writer queue",
+        (tr["peak"] - co["max_alive"] * size) / 1e6,
         "MB",
         ratio=False,
         note=(
-            f"{small['peak'] / n:,.0f} B per task run: the writer's queue held "
-            f"{small['backlog']:,} events when the body ended"
+            f"{per_run:,.0f} B per task run; the writer's queue held {tr['backlog']:,} events "
+            "when the body ended"
         ),
     )
     record(
         "memory_rss_growth_mb",
-        "  max RSS growth during the 100 KB flow",
-        big["rss_growth"] / 1e6,
+        "  max RSS growth during the flow (no tracemalloc)",
+        co["rss_growth"] / 1e6,
         "MB",
         baseline=kept / 1e6,
-        note=f"ru_maxrss, incl. tracemalloc's bookkeeping; the run took {big['elapsed']:.1f} s",
+        note=f"ru_maxrss; {co['elapsed']:.1f} s for the flow (under tracemalloc {tr['elapsed']:.1f} s)",
     )
 
 
@@ -611,7 +651,51 @@ _SQL_UUID = (
 )
 
 
-def bench_history(rows: int, written: int) -> None:
+def raw_driver_seconds(src: Path, dst: Path, chunk: int) -> float:
+    """Seconds for plain sqlite3 executemany of exactly the rows the Writer stored in `src`.
+
+    The baseline of the Writer: the same schema (DDL copied from `src`), the same PRAGMAs, the
+    same values, one transaction per `chunk` task runs, and none of the Writer's work
+    (coalescing transitions, formatting timestamps, the thread hand-off).
+    """
+    s = sqlite3.connect(src)
+    try:
+        ddl = [
+            r[0]
+            for r in s.execute(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY type = 'index'"
+            )
+        ]
+        tcols = [r[1] for r in s.execute("PRAGMA table_info(task_runs)")]
+        scols = [r[1] for r in s.execute("PRAGMA table_info(states)") if r[1] != "id"]
+        tasks = s.execute(f"SELECT {', '.join(tcols)} FROM task_runs ORDER BY rowid").fetchall()
+        states = s.execute(
+            f"SELECT {', '.join(scols)} FROM states WHERE run_kind = 'task' ORDER BY id"
+        ).fetchall()
+    finally:
+        s.close()
+    d = sqlite3.connect(dst, isolation_level=None)
+    try:
+        d.execute("PRAGMA journal_mode=WAL")
+        d.execute("PRAGMA synchronous=NORMAL")
+        for stmt in ddl:
+            d.execute(stmt)
+        tsql = f"INSERT INTO task_runs ({', '.join(tcols)}) VALUES ({', '.join('?' * len(tcols))})"
+        ssql = f"INSERT INTO states ({', '.join(scols)}) VALUES ({', '.join('?' * len(scols))})"
+        per = len(states) / max(1, len(tasks))
+        t0 = time.perf_counter()
+        for i in range(0, len(tasks), chunk):
+            d.execute("BEGIN IMMEDIATE")
+            d.executemany(tsql, tasks[i : i + chunk])
+            d.executemany(ssql, states[round(i * per) : round((i + chunk) * per)])
+            d.execute("COMMIT")
+        return time.perf_counter() - t0
+    finally:
+        d.close()
+
+
+def bench_history(rows: int, written: int, repeats: int) -> None:
     """task_runs() loading `rows` task runs into a DataFrame.
 
     The first `written` task runs are recorded by the product's own Writer (a task_runs row and
@@ -646,6 +730,10 @@ def bench_history(rows: int, written: int) -> None:
     w.flush()
     write_s = time.perf_counter() - t0
     w.close()
+    raw_db = HOME / "raw-baseline.db"
+    raw_s = raw_driver_seconds(db, raw_db, 20_000)
+    for f in HOME.glob("raw-baseline.db*"):
+        f.unlink()
 
     t1 = time.perf_counter()
     con = sqlite3.connect(db, isolation_level=None)
@@ -678,22 +766,32 @@ def bench_history(rows: int, written: int) -> None:
     t2 = time.perf_counter()
     orion_nb.task_runs(limit=1)  # first query: imports pandas, opens the database
     warm_s = time.perf_counter() - t2
-    t3 = time.perf_counter()
-    df = orion_nb.task_runs()
-    load_s = time.perf_counter() - t3
-    if len(df) != total or total != rows:
-        raise RuntimeError(f"history benchmark: expected {rows:,} rows, got {len(df):,}/{total:,}")
-    mem = df.memory_usage(deep=True).sum()
-    del df
+    loads = []
+    mem = 0
+    for _ in range(repeats):
+        gc.collect()
+        t3 = time.perf_counter()
+        df = orion_nb.task_runs()
+        loads.append(time.perf_counter() - t3)
+        if len(df) != total or total != rows:
+            raise RuntimeError(f"history: expected {rows:,} rows, got {len(df):,} of {total:,}")
+        mem = df.memory_usage(deep=True).sum()
+        del df
+    load_s = statistics.median(loads)
+    rep = (
+        f"median of {repeats} (min {min(loads):.2f}, max {max(loads):.2f} s)"
+        if repeats > 1
+        else "1 run"
+    )
     record(
         "history_write_task_runs_per_s",
         f"Writer: task runs recorded per second ({written:,}, 4 events each)",
         written / write_s,
         "runs/s",
-        ratio=False,
+        baseline=written / raw_s,
         note=(
-            f"{write_s:.1f} s; then {rows - written:,} copies made in SQLite in {copy_s:.1f} s "
-            "(setup)"
+            f"{write_s:.1f} s; baseline: sqlite3 executemany of the same rows (1 + 3 per run); "
+            f"then {rows - written:,} copies made in SQLite in {copy_s:.1f} s (setup)"
         ),
     )
     record(
@@ -704,7 +802,7 @@ def bench_history(rows: int, written: int) -> None:
         budget="seconds for a million",
         ok=load_s < 10 if rows >= 1_000_000 else None,
         note=(
-            f"{rows / load_s:,.0f} rows/s; frame {mem / 1e6:,.0f} MB; the first query "
+            f"{rep}; {rows / load_s:,.0f} rows/s; frame {mem / 1e6:,.0f} MB; the first query "
             f"(pandas import, opening the db) took {warm_s:.2f} s more"
         ),
     )
@@ -753,68 +851,96 @@ PREFECT = textwrap.dedent(
 )
 
 
-def bench_prefect(quick: bool) -> None:
-    """Prefect's equivalent of (1) and (2), if it is importable; else the quoted figures."""
+def _quoted_prefect(label: str, extra: str = "") -> None:
+    results["prefect"] = {
+        "section": "prefect",
+        "label": label,
+        "measured": False,
+        "note": QUOTED_PREFECT + extra,
+    }
+
+
+def _has_prefect(python: str) -> bool:
+    if python == sys.executable:
+        import importlib.util
+
+        return importlib.util.find_spec("prefect") is not None
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('prefect') is None)"
     try:
-        import prefect  # noqa: F401
-    except ImportError:
-        results["prefect"] = {
-            "section": "prefect",
-            "label": "Prefect (quoted from the issue, not measured here)",
-            "measured": False,
-            "note": QUOTED_PREFECT,
-        }
+        return subprocess.run([python, "-c", probe], timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def bench_prefect(quick: bool, python: str) -> None:
+    """Prefect's equivalent of (1) and (2) when `python` can import it; else quoted figures.
+
+    Prefect runs in its own interpreter (this one, or another environment's given with
+    --prefect-python), with a temporary PREFECT_HOME so its ephemeral server starts clean.
+    """
+    if not _has_prefect(python):
+        _quoted_prefect("Prefect (quoted from the issue, not measured here)")
+        return
+    if quick:
+        _quoted_prefect(
+            "Prefect (importable, but not run in --quick mode; quoted figures)",
+            " Its first flow run alone takes longer than the whole quick mode.",
+        )
         return
     home = Path(tempfile.mkdtemp(prefix="orion-bench-prefect-"))
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "ERROR"}
-    code = PREFECT.replace("N_CALLS", "20" if quick else "200").replace(
-        "N_FLOWS", "3" if quick else "20"
-    )
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_LOGGING_LEVEL": "ERROR",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    code = PREFECT.replace("N_CALLS", "200").replace("N_FLOWS", "20")
     try:
-        p = run_child(code, env, timeout=900)
-    except Exception as exc:  # Prefect's own start-up failed: say so, keep the quoted figures
-        results["prefect"] = {
-            "section": "prefect",
-            "label": "Prefect (importable, but its run failed; quoted figures)",
-            "measured": False,
-            "note": f"{QUOTED_PREFECT} Error: {str(exc).splitlines()[0][:200]}",
-        }
+        p = run_child(code, env, timeout=900, python=python)
+    except Exception as exc:  # Prefect itself failed to run: say so, keep the quoted figures
+        _quoted_prefect(
+            "Prefect (importable, but its run failed; quoted figures)",
+            f" Error: {str(exc).splitlines()[-1][:300]}",
+        )
         return
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    version = p["version"]
     results["prefect"] = {
         "section": "prefect",
-        "label": f"Prefect {p['version']} measured side by side",
+        "label": f"Prefect {version} measured side by side",
         "measured": True,
-        "note": "ratios are Prefect ÷ orion_nb",
+        "note": f"ratios are Prefect ÷ orion_nb; interpreter {python}",
         **p,
     }
-    ours = {k: results[k]["value"] for k in ("direct_median_us", "flow_run_ms") if k in results}
-    global _section
-    _section = "prefect"
+    ours = {
+        k: results[k]["value"]
+        for k in ("direct_median_us", "flow_run_ms", "cold_existing_db_s")
+        if k in results
+    }
     record(
         "prefect_task_us",
-        f"Prefect {p['version']}: direct task call in a flow, median",
+        f"Prefect {version}: direct task call in a flow, median",
         p["task_us"],
         "µs",
         baseline=ours.get("direct_median_us"),
-        note="baseline: orion_nb's direct call median",
+        note="200 calls; baseline: orion_nb's direct call median",
     )
     record(
         "prefect_flow_ms",
-        f"Prefect {p['version']}: empty flow run, median",
+        f"Prefect {version}: empty flow run, median",
         p["flow_ms"],
         "ms",
         baseline=ours.get("flow_run_ms"),
-        note="baseline: orion_nb's flow run median",
+        note="20 runs; baseline: orion_nb's empty flow run median",
     )
     record(
         "prefect_first_flow_s",
-        f"Prefect {p['version']}: import + first flow run",
+        f"Prefect {version}: import + first flow run",
         p["import"] + p["first"],
         "s",
-        baseline=results.get("cold_existing_db_s", {}).get("value"),
-        note="baseline: orion_nb's import + first flow run",
+        baseline=ours.get("cold_existing_db_s"),
+        note="in its own process; baseline: orion_nb's import + first flow run",
     )
 
 
@@ -822,6 +948,7 @@ def bench_prefect(quick: bool) -> None:
 def _fmt(v: float | None, unit: str) -> str:
     if v is None:
         return ""
+    v = float(f"{v:.3g}") if abs(v) < 1000 else v  # 99.99 shows as 100, not 100.0
     if unit in ("runs/s", "") or abs(v) >= 1000:
         return f"{v:,.0f}" if abs(v) >= 10 or v == int(v) else f"{v:.1f}"
     if abs(v) >= 100:
@@ -831,6 +958,23 @@ def _fmt(v: float | None, unit: str) -> str:
     if abs(v) >= 1:
         return f"{v:.2f}"
     return f"{v:.3f}" if abs(v) >= 0.01 else f"{v:.2g}"
+
+
+_TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
+
+
+def _fmt_with_unit(v: float | None, unit: str) -> str:
+    """A value with its unit; times are shown in the unit that reads best (0.08 µs = 80 ns)."""
+    if v is None:
+        return ""
+    scale = dict(_TIME_UNITS).get(unit)
+    if scale is not None and v > 0:
+        seconds = v * scale
+        unit, scale = next(((u, f) for u, f in _TIME_UNITS if seconds >= f), _TIME_UNITS[-1])
+        v = seconds / scale
+    if unit == "x":
+        return _fmt(v, unit) + "x"
+    return _fmt(v, unit) + (f" {unit}" if unit else "")
 
 
 def _ratio(r: float | None) -> str:
@@ -858,14 +1002,7 @@ def show(elapsed: float, quick: bool) -> None:
     table.add_column("budget", overflow="fold", max_width=18)
     table.add_column("", no_wrap=True)
     table.add_column("notes", overflow="fold")
-    titles = {
-        "task": "per task run",
-        "flow": "per flow run",
-        "cold": "cold start (fresh interpreter)",
-        "memory": "memory",
-        "history": "history",
-        "prefect": "Prefect side by side",
-    }
+    titles = TITLES
     last = None
     for r in results.values():
         if "value" not in r or "unit" not in r:
@@ -875,20 +1012,16 @@ def show(elapsed: float, quick: bool) -> None:
                 table.add_section()
             table.add_row(f"[bold]{titles.get(r['section'], r['section'])}[/]")
             last = r["section"]
-        if r["ok"] is None:
-            mark = ""
-        elif not r["ok"]:
-            mark = "[red]✗ miss[/]"
-        elif r["aim_ok"] is False:
-            mark = "[yellow]✓ pass[/]"
-        else:
-            mark = "[green]✓ pass[/]"
+        mark = _mark(r)
+        if mark:
+            color = "red" if "miss" in mark else "yellow" if "aim" in mark else "green"
+            mark = f"[{color}]{mark.replace(' (not aim)', '')}[/]"
         unit = r["unit"]
         value = _fmt(r["value"], unit) + (f" {unit}" if unit and unit != "x" else unit)
         table.add_row(
             r["label"],
             value,
-            _fmt(r["baseline"], unit),
+            _fmt_with_unit(r["baseline"], unit),
             _ratio(r["ratio"]),
             r["budget"],
             mark,
@@ -897,11 +1030,52 @@ def show(elapsed: float, quick: bool) -> None:
     console.print(table)
     console.print(
         "[dim]✓ green: within budget and aim; ✓ yellow: within budget, not the aim; "
-        f"✗: budget missed. Total benchmark time {elapsed:.0f} s.[/]"
+        f"✗: budget missed. Total benchmark time {elapsed:.0f} s; load average now "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs.[/]"
     )
     p = results.get("prefect")
     if p is not None and not p.get("measured"):
         console.print(f"[bold]{p['label']}:[/] {p['note']}")
+
+
+def _mark(r: dict[str, Any]) -> str:
+    if r["ok"] is None:
+        return ""
+    if not r["ok"]:
+        return "✗ miss"
+    return "✓ pass" if r["aim_ok"] is not False else "✓ pass (not aim)"
+
+
+def markdown(elapsed: float, quick: bool) -> str:
+    """The table as Markdown (for benchmarks/README.md)."""
+    lines = [
+        "| measurement | value | baseline | ratio | budget | | notes |",
+        "|---|--:|--:|--:|---|---|---|",
+    ]
+    last = None
+    for r in results.values():
+        if "value" not in r or "unit" not in r:
+            continue
+        if r["section"] != last:
+            last = r["section"]
+            lines.append(f"| **{TITLES.get(last, last)}** | | | | | | |")
+        unit = r["unit"]
+        value = _fmt(r["value"], unit) + (f" {unit}" if unit and unit != "x" else unit)
+        cells = [
+            r["label"].strip(),
+            value,
+            _fmt_with_unit(r["baseline"], unit),
+            _ratio(r["ratio"]),
+            r["budget"],
+            _mark(r),
+            r["note"],
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    p = results.get("prefect")
+    if p is not None and not p.get("measured"):
+        lines += ["", f"{p['label']}: {p['note']}"]
+    lines += ["", f"{'Quick' if quick else 'Full'} mode, {elapsed:.0f} s in all."]
+    return "\n".join(lines) + "\n"
 
 
 def meta(args: argparse.Namespace, sizes: dict[str, Any], elapsed: float) -> dict[str, Any]:
@@ -926,6 +1100,7 @@ def meta(args: argparse.Namespace, sizes: dict[str, Any], elapsed: float) -> dic
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
         "command": " ".join(["python", "benchmarks/overhead.py", *sys.argv[1:]]),
     }
 
@@ -935,11 +1110,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small N: a smoke test (< 20 s)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     parser.add_argument(
         "--only",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
         default=list(SECTIONS),
         help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})",
+    )
+    parser.add_argument(
+        "--prefect-python",
+        default=os.environ.get("ORION_BENCH_PREFECT_PYTHON", sys.executable),
+        help="interpreter of an environment with Prefect installed, for the side-by-side "
+        "section (default: this one; env ORION_BENCH_PREFECT_PYTHON)",
     )
     args = parser.parse_args()
     unknown = set(args.only) - set(SECTIONS)
@@ -957,6 +1139,7 @@ def main() -> int:
         "memory_task_runs": 5_000 if q else 100_000,
         "history_rows": 100_000 if q else 1_000_000,
         "history_written": 20_000 if q else 100_000,
+        "history_repeats": 1 if q else 3,
     }
     started = time.perf_counter()
     try:
@@ -974,18 +1157,28 @@ def main() -> int:
             elif section == "memory":
                 bench_memory(sizes["memory_task_runs"])
             elif section == "history":
-                bench_history(sizes["history_rows"], sizes["history_written"])
+                bench_history(
+                    sizes["history_rows"], sizes["history_written"], sizes["history_repeats"]
+                )
             elif section == "prefect":
-                bench_prefect(q)
+                bench_prefect(q, args.prefect_python)
             settle()
     finally:
         orion_nb.configure(persist=False)  # flushes and closes the writer before the cleanup
         shutil.rmtree(HOME, ignore_errors=True)
     elapsed = time.perf_counter() - started
     show(elapsed, q)
+    if args.markdown:
+        args.markdown.write_text(markdown(elapsed, q))
     if args.json:
         data = {**results, "_meta": meta(args, sizes, elapsed)}
         args.json.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    missing = (
+        [k for k in EXPECTED_KEYS if k not in results] if set(args.only) >= set(SECTIONS) else []
+    )
+    if missing:
+        print(f"benchmark did not produce: {', '.join(missing)}", file=sys.stderr)
+        return 1
     return 0
 
 
