@@ -118,7 +118,7 @@ def _scan(
     elif t is State:
         if value.run_id is not None:
             found.append(
-                Upstream(param, value.run_id, value.run_id[:8], state=value, allowed=allowed)
+                Upstream(param, value.run_id, value.run_id[-8:], state=value, allowed=allowed)
             )
     elif t is allow_failure:
         _scan(value.value, param, found, ids, True, depth)
@@ -130,7 +130,7 @@ def _scan(
         if ids:
             hit = ids.get(id(value))
             if hit is not None and hit[1] is t:
-                found.append(Upstream(param, hit[0], hit[0][:8], allowed=allowed))
+                found.append(Upstream(param, hit[0], hit[0][-8:], allowed=allowed))
                 return
         if depth < 4:
             if t is list or t is tuple or t is set or t is frozenset:

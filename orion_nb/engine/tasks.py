@@ -413,7 +413,7 @@ class Task(Generic[P, R]):
             elif flow_ctx is not None:
                 hit = flow_ctx.result_ids.get(id(original))
                 if hit is not None and hit[1] is type(original):
-                    sources[key] = (hit[0], hit[0][:8], None)
+                    sources[key] = (hit[0], hit[0][-8:], None)
         if flow_ctx is None:
             recorder.get_writer()
         futures: FutureList[R] = FutureList()

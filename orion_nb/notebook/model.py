@@ -139,7 +139,7 @@ class RunModel:
         tname = st.type.value
         prev = self.last_state.get(run_id)
         self.last_state[run_id] = st.name
-        name = self.names.get(run_id, run_id[:8])
+        name = self.names.get(run_id, run_id[-8:])
         if run_id in self.mirrors:
             return
         self.transitions.append(

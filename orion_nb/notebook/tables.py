@@ -40,7 +40,7 @@ def runs_table(limit: int = 20, flow: str | None = None, state: str | None = Non
             f"[{style}]{name}[/]",
             dur,
             str(int(counts.get(r.id, 0))),
-            str(r.id)[:8],
+            str(r.id)[-8:],
         )
     return table
 

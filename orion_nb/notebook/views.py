@@ -49,11 +49,12 @@ _TYPE_COLORS = {
 
 
 def resolve_run_id(run: str) -> str:
-    """A flow run id from a full id, a unique id prefix, a run name or a flow name (newest run)."""
+    """A flow run id from a full id, a unique id prefix or suffix, a run name or a flow name."""
     df = history.flow_runs()
     if run in set(df["id"]):
         return run
-    by_prefix = df[df["id"].str.startswith(run)]
+    # a prefix of the full id, or its short form (the last digits, as tables show it)
+    by_prefix = df[df["id"].str.startswith(run) | (df["id"].str.endswith(run) & (len(run) >= 6))]
     if len(by_prefix) == 1:
         return str(by_prefix.iloc[0]["id"])
     by_name = df[df["name"] == run]

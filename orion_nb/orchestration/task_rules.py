@@ -38,7 +38,7 @@ class CacheRetrieval(Rule):
         until = "never expires" if expires_at is None else f"valid until {_when(expires_at)}"
         state = Cached(data=result, run_id=ctx.proposed.run_id)
         return self.accept(
-            state, f"cache hit for key {ctx.cache_key[:12]} from run {source_run[:8]} ({until})"
+            state, f"cache hit for key {ctx.cache_key[:12]} from run {source_run[-8:]} ({until})"
         )
 
 

@@ -78,6 +78,8 @@ def _dt(ts: float | None) -> datetime | None:
 _STATE_COLS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rule")
 _EDGE_COLS = ("task_run_id", "upstream_task_run_id", "parameter")
 _LOG_COLS = ("flow_run_id", "task_run_id", "level", "timestamp", "message")
+# SQLite's limit on bound parameters per statement (3.32 and later)
+_SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _TIME_COLS = frozenset(
     {"created", "start_time", "end_time", "heartbeat_at", "cache_expiration", "timestamp"}
 )
@@ -163,6 +165,8 @@ def _open_sqlite(url: str) -> Any:
         u.database or ":memory:", timeout=30, check_same_thread=False, isolation_level=None
     )
     database._sqlite_pragmas(conn, None)
+    # the writer touches the same index pages over and over: keep 64 MB of them in memory
+    conn.execute("PRAGMA cache_size=-65536")
     return conn
 
 
@@ -189,6 +193,7 @@ class Writer:
         self._lt = loop_thread or LoopThread("orion-nb-writer").start()
         self._raw: Any = None  # the SQLite driver connection of the bulk path
         self._raw_sql: dict[str, tuple[str, list[str]]] = {}
+        self._multi_sql: dict[tuple[str, int], str] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._sleeping = False
@@ -496,11 +501,35 @@ class Writer:
                     ]
                 else:
                     params = _sqlite_rows(rows, cols)
-                conn.executemany(sql, params)
+                if key.startswith("update_"):
+                    conn.executemany(sql, params)
+                else:
+                    self._insert_many(conn, key, sql, len(cols), params)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _insert_many(self, conn: Any, key: str, sql: str, ncols: int, params: list[Any]) -> None:
+        """Insert with multi-row ``VALUES`` statements instead of ``executemany``.
+
+        The sqlite3 module releases the GIL around every row it steps, and getting it back
+        while the engine's thread is busy can take the interpreter's whole switch interval:
+        row by row, a batch written during a busy flow crawls. One statement per chunk of
+        rows releases it once per chunk. The statement is the SQLAlchemy-compiled single-row
+        one with its ``VALUES`` group repeated.
+        """
+        per = max(1, min(500, _SQLITE_MAX_VARIABLES // ncols))
+        for start in range(0, len(params), per):
+            chunk = params[start : start + per]
+            n = len(chunk)
+            multi = self._multi_sql.get((key, n))
+            if multi is None:
+                head, rest = sql.split(" VALUES ", 1)
+                group = rest[: rest.index(")") + 1]
+                multi = f"{head} VALUES {', '.join([group] * n)}{rest[len(group) :]}"
+                self._multi_sql[(key, n)] = multi
+            conn.execute(multi, [v for row in chunk for v in row])
 
     async def _write(self, events: list[tuple[Any, ...]]) -> None:
         if not events:
