@@ -831,3 +831,40 @@ def test_tasks_that_wait_for_tasks_they_submit_do_not_deadlock_the_pool():
 
     assert f() == sum(range(12)) + 12
     assert len(orion_nb.task_runs(task_name="child")) == 12
+
+
+def test_no_false_edge_from_a_reused_object_address():
+    """A dropped result's address may be reused by a new object: that is not an upstream."""
+
+    class Obj:
+        """A weakly referenceable result."""
+
+    @task
+    def make(n):
+        return [n, n]
+
+    @task
+    def make_obj():
+        return Obj()
+
+    @task
+    def use(x):
+        return x
+
+    @flow
+    def f():
+        make(1)  # result dropped at once
+        y = [3, 4]  # CPython may give this list the dropped one's address
+        use(y)
+        make_obj()
+        z = Obj()
+        use(z)
+        kept = make(2)
+        use(kept)  # a real edge
+
+    f()
+    tr = orion_nb.task_runs().set_index("id")["name"]
+    edges = {
+        (tr[e.task_run_id], tr[e.upstream_task_run_id]) for e in orion_nb.task_inputs().itertuples()
+    }
+    assert edges == {("use-2", "make-1")}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,13 +17,24 @@ if TYPE_CHECKING:
     from orion_nb.engine.runners import TaskRunner
     from orion_nb.engine.tasks import Task, TaskRun
 
-__all__ = ["FlowRunContext", "TaskRunContext", "current_flow_run", "current_task_run"]
+__all__ = [
+    "RECENT_RESULTS",
+    "FlowRunContext",
+    "TaskRunContext",
+    "current_flow_run",
+    "current_task_run",
+]
+
+# results that cannot be weakly referenced (lists, dicts, tuples) kept per flow run so that
+# passing one to another task is recognised as an upstream edge
+RECENT_RESULTS = 256
 
 
 class FlowRunContext:
     """Everything the engine tracks for one flow run while it runs."""
 
     __slots__ = (
+        "_recent",
         "active",
         "cancelled",
         "dynamic_keys",
@@ -70,12 +83,34 @@ class FlowRunContext:
         self.futures: list[Any] = []
         self.dynamic_keys: dict[str, int] = {}
         # id(result) -> (task run id, type of the result), to discover upstream edges from
-        # plain results without keeping them alive; the type check guards against an id
-        # reused by a newer object
+        # plain results; see track_result for how an entry never outlives its object
         self.result_ids: dict[int, tuple[str, type]] = {}
+        self._recent: deque[Any] = deque()
         self.cancelled = False
         self.lock = threading.Lock()
         self.thread_ident = threading.get_ident()
+
+    def track_result(self, result: Any, run_id: str) -> None:
+        """Remember that ``result`` came from task run ``run_id`` (for upstream edges).
+
+        An entry must not outlive its object, or a new object at the same address would be
+        taken for it. Objects that can be weakly referenced drop their entry when they die.
+        Lists, dicts and tuples cannot: the newest ``RECENT_RESULTS`` of them are kept alive
+        and their entries are dropped as they leave, so older ones simply stop producing
+        edges; nothing else keeps results alive.
+        """
+        key = id(result)
+        entry = (run_id, type(result))
+        try:
+            weakref.finalize(result, self.result_ids.pop, key, None)
+        except TypeError:
+            with self.lock:
+                self._recent.append(result)
+                if len(self._recent) > RECENT_RESULTS:
+                    self.result_ids.pop(id(self._recent.popleft()), None)
+                self.result_ids[key] = entry
+            return
+        self.result_ids[key] = entry
 
     def next_dynamic_key(self, task_key: str) -> int:
         with self.lock:

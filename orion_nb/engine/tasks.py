@@ -755,7 +755,7 @@ class TaskRunEngine:
                 recorder.emit(("cache", run.id, None, None, ref))
         flow_ctx = run.flow_ctx
         if flow_ctx is not None and type(result) not in _PLAIN_RESULTS:
-            flow_ctx.result_ids[id(result)] = (run.id, type(result))
+            flow_ctx.track_result(result, run.id)
         return None
 
     def fail(self, exc: BaseException, timed_out: bool = False) -> float | None:
