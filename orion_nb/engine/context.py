@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextvars
 import threading
 import weakref
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,23 +17,33 @@ if TYPE_CHECKING:
     from orion_nb.engine.tasks import Task, TaskRun
 
 __all__ = [
-    "RECENT_RESULTS",
     "FlowRunContext",
     "TaskRunContext",
     "current_flow_run",
     "current_task_run",
+    "fingerprint",
 ]
 
-# results that cannot be weakly referenced (lists, dicts, tuples) kept per flow run so that
-# passing one to another task is recognised as an upstream edge
-RECENT_RESULTS = 256
+
+def fingerprint(obj: Any) -> tuple[Any, ...] | None:
+    """Length and first/last item identities of a list, tuple, dict or set (else None)."""
+    t = type(obj)
+    if t is list or t is tuple:
+        return (len(obj), id(obj[0]), id(obj[-1])) if obj else (0,)
+    if t is dict:
+        if not obj:
+            return (0,)
+        k = next(iter(obj))
+        return (len(obj), id(k), id(obj[k]))
+    if t is set or t is frozenset:
+        return (len(obj),)
+    return None
 
 
 class FlowRunContext:
     """Everything the engine tracks for one flow run while it runs."""
 
     __slots__ = (
-        "_recent",
         "active",
         "cancelled",
         "dynamic_keys",
@@ -82,10 +91,9 @@ class FlowRunContext:
         self.active: dict[str, TaskRun] = {}
         self.futures: list[Any] = []
         self.dynamic_keys: dict[str, int] = {}
-        # id(result) -> (task run id, type of the result), to discover upstream edges from
-        # plain results; see track_result for how an entry never outlives its object
-        self.result_ids: dict[int, tuple[str, type]] = {}
-        self._recent: deque[Any] = deque()
+        # id(result) -> (task run id, type, fingerprint), to discover upstream edges from
+        # plain results; see track_result for why an entry is never taken for another object
+        self.result_ids: dict[int, tuple[str, type, Any]] = {}
         self.cancelled = False
         self.lock = threading.Lock()
         self.thread_ident = threading.get_ident()
@@ -93,24 +101,22 @@ class FlowRunContext:
     def track_result(self, result: Any, run_id: str) -> None:
         """Remember that ``result`` came from task run ``run_id`` (for upstream edges).
 
-        An entry must not outlive its object, or a new object at the same address would be
-        taken for it. Objects that can be weakly referenced drop their entry when they die.
-        Lists, dicts and tuples cannot: the newest ``RECENT_RESULTS`` of them are kept alive
-        and their entries are dropped as they leave, so older ones simply stop producing
-        edges; nothing else keeps results alive.
+        Nothing here keeps a result alive, and an entry must not be taken for a new object
+        that reuses a dead one's address. Objects that can be weakly referenced drop their
+        entry when they die. Lists, tuples, dicts and sets cannot be: their entry carries a
+        fingerprint (length and the identity of the first and last items) that a new object
+        at the same address would also have to match. Other objects are not tracked.
         """
         key = id(result)
-        entry = (run_id, type(result))
         try:
             weakref.finalize(result, self.result_ids.pop, key, None)
         except TypeError:
-            with self.lock:
-                self._recent.append(result)
-                if len(self._recent) > RECENT_RESULTS:
-                    self.result_ids.pop(id(self._recent.popleft()), None)
-                self.result_ids[key] = entry
+            print_ = fingerprint(result)
+            if print_ is None:
+                return
+            self.result_ids[key] = (run_id, type(result), print_)
             return
-        self.result_ids[key] = entry
+        self.result_ids[key] = (run_id, type(result), None)
 
     def next_dynamic_key(self, task_key: str) -> int:
         with self.lock:

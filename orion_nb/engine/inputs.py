@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+from orion_nb.engine.context import fingerprint
 from orion_nb.engine.futures import TaskFuture
 from orion_nb.orchestration.states import State
 
@@ -80,7 +81,7 @@ def find_upstream(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     positional: list[str],
-    result_ids: dict[int, tuple[str, type]] | None,
+    result_ids: dict[int, tuple[str, type, Any]] | None,
     wait_for: Any = None,
 ) -> list[Upstream]:
     """All upstream runs referenced by a call (cheap when there are none)."""
@@ -108,7 +109,7 @@ def _scan(
     value: Any,
     param: str,
     found: list[Upstream],
-    ids: dict[int, tuple[str, type]] | None,
+    ids: dict[int, tuple[str, type, Any]] | None,
     allowed: bool,
     depth: int,
 ) -> None:
@@ -129,7 +130,7 @@ def _scan(
     else:
         if ids:
             hit = ids.get(id(value))
-            if hit is not None and hit[1] is t:
+            if hit is not None and hit[1] is t and (hit[2] is None or hit[2] == fingerprint(value)):
                 found.append(Upstream(param, hit[0], hit[0][-8:], allowed=allowed))
                 return
         if depth < 4:

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from orion_nb._loop import get_loop_thread
 from orion_nb.engine import concurrency, recorder
 from orion_nb.engine.cache import result_cache
-from orion_nb.engine.context import FlowRunContext, TaskRunContext, _flow_ctx, _task_ctx
+from orion_nb.engine.context import (
+    FlowRunContext,
+    TaskRunContext,
+    _flow_ctx,
+    _task_ctx,
+    fingerprint,
+)
 from orion_nb.engine.futures import FutureList, TaskFuture
 from orion_nb.engine.inputs import Upstream, find_upstream, resolve_call, unmapped
 from orion_nb.engine.params import Signature, format_name, new_id
@@ -412,7 +418,11 @@ class Task(Generic[P, R]):
                 sources[key] = (original.run.id, original.run.name, original)
             elif flow_ctx is not None:
                 hit = flow_ctx.result_ids.get(id(original))
-                if hit is not None and hit[1] is type(original):
+                if (
+                    hit is not None
+                    and hit[1] is type(original)
+                    and (hit[2] is None or hit[2] == fingerprint(original))
+                ):
                     sources[key] = (hit[0], hit[0][-8:], None)
         if flow_ctx is None:
             recorder.get_writer()
