@@ -868,3 +868,60 @@ def test_no_false_edge_from_a_reused_object_address():
         (tr[e.task_run_id], tr[e.upstream_task_run_id]) for e in orion_nb.task_inputs().itertuples()
     }
     assert edges == {("use-2", "make-1")}
+
+
+def test_exponential_backoff_and_cancellation_hook():
+    assert orion_nb.exponential_backoff(2)(3) == [2, 4, 8]
+
+    @task(retries=3, retry_delay_seconds=orion_nb.exponential_backoff(0.01))
+    def flaky():
+        flaky.n = getattr(flaky, "n", 0) + 1  # type: ignore[attr-defined]
+        if flaky.n < 3:  # type: ignore[attr-defined]
+            raise OSError("again")
+        return flaky.n  # type: ignore[attr-defined]
+
+    assert flaky() == 3
+    waits = orion_nb.states(orion_nb.task_runs(task_name="flaky").iloc[0]["id"])
+    reasons = list(waits[waits["name"] == "AwaitingRetry"].sort_values("id")["message"])
+    assert "attempt 2 in 0.01 s" in reasons[0] and "attempt 3 in 0.02 s" in reasons[1]
+
+    seen = []
+
+    @flow(on_cancellation=[lambda f, r, s: seen.append(s.name)])
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert seen == ["Cancelled"]
+
+
+def test_text_view_reports_start_and_summary_in_a_script(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import orion_nb
+        @orion_nb.task
+        def t(i):
+            if i == 2:
+                raise ValueError("bad")
+            return i
+        @orion_nb.flow(name="scripted")
+        def f():
+            return [t(i, return_state=True) for i in range(3)] and 1
+        f()
+        """
+    )
+    env = {**os.environ, "ORION_NB_HOME": str(tmp_path)}
+    env.pop("ORION_NB_DATABASE_URL", None)
+    env.pop("ORION_NB_DISPLAY", None)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert "of flow 'scripted' started" in res.stderr
+    assert "finished in state Completed" in res.stderr
+    assert "3 task runs (2 Completed, 1 Failed)" in res.stderr
