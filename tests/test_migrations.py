@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,13 +13,10 @@ from orion_nb.store.models import Base
 
 
 def _migrate(url: str, *, via_alembic: bool) -> None:
-    async def go() -> None:
-        engine = database.create_engine(url)
-        async with engine.begin() as conn:
-            await conn.run_sync(database._upgrade if via_alembic else database._create_and_stamp)
-        await engine.dispose()
-
-    asyncio.run(go())
+    engine = database.create_engine(url)
+    with engine.begin() as conn:
+        (database._upgrade if via_alembic else database._create_and_stamp)(conn)
+    engine.dispose()
 
 
 def test_migrations_produce_the_models_schema(tmp_path: Path):

@@ -1,7 +1,7 @@
 """Persistence: all SQL of orion_nb lives in this package.
 
 - ``models``: SQLAlchemy 2 typed models of DESIGN.md's data model.
-- ``database``: engine creation for SQLite (aiosqlite) and Postgres (asyncpg), PRAGMAs,
+- ``database``: engine creation for SQLite (sqlite3) and Postgres (asyncpg), PRAGMAs,
   URL masking, schema migrations (Alembic) on first use.
 - ``writer``: the one background, batched writer per process. The engine appends events to
   its queue; the writer coalesces them and writes with executemany.

@@ -1,4 +1,4 @@
-"""Engines for SQLite (aiosqlite) and Postgres (asyncpg), and schema set-up.
+"""Engines for SQLite (the standard sqlite3 driver) and Postgres (asyncpg), and schema set-up.
 
 A database is created and migrated to the newest schema on first use. When the schema is
 already current, Alembic is not even imported: one query of ``alembic_version`` decides.
@@ -13,22 +13,21 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from orion_nb.errors import ConfigurationError
 from orion_nb.settings import mask_url
 
-__all__ = ["HEAD_REVISION", "async_url", "create_engine", "migrate"]
+__all__ = ["HEAD_REVISION", "create_engine", "driver_url", "is_async", "migrate"]
 
 HEAD_REVISION = "0001"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-def async_url(url: str) -> str:
-    """Translate a user-facing URL to the async driver orion_nb uses.
+def driver_url(url: str) -> str:
+    """Translate a user-facing URL to the driver orion_nb uses.
 
-    ``sqlite:///x.db`` becomes ``sqlite+aiosqlite:///x.db``; ``postgresql://`` and
-    ``postgres://`` become ``postgresql+asyncpg://``. An explicit async driver is kept.
+    ``sqlite:///x.db`` (any SQLite driver) becomes ``sqlite:///x.db`` on the standard driver;
+    ``postgresql://`` and ``postgres://`` become ``postgresql+asyncpg://``.
     """
     try:
         u = make_url(url)
@@ -39,7 +38,7 @@ def async_url(url: str) -> str:
         ) from exc
     backend = u.get_backend_name()
     if backend == "sqlite":
-        u = u.set(drivername="sqlite+aiosqlite")
+        u = u.set(drivername="sqlite")
     elif backend in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+asyncpg")
     else:
@@ -50,29 +49,42 @@ def async_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """Create the async engine for ``url``; SQLite files get their directory and PRAGMAs."""
-    aurl = async_url(url)
-    u = make_url(aurl)
-    kwargs: dict[str, Any] = {}
+def _prepare_sqlite_path(url: str, database: str | None) -> None:
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot create the directory for the SQLite database {mask_url(url)!r}: {exc}. "
+                "Set ORION_NB_HOME or configure(database_url=...) to a writable place."
+            ) from exc
+
+
+def create_engine(url: str) -> Any:
+    """The engine for ``url``.
+
+    SQLite gets a plain (sync) engine on the standard ``sqlite3`` driver: the writer and the
+    history reads use the driver from their own threads, so nothing needs asyncio, and the
+    first run does not import SQLAlchemy's asyncio layer. Postgres gets an async engine on
+    asyncpg, used from the writer's event loop.
+    """
+    durl = driver_url(url)
+    u = make_url(durl)
     if u.get_backend_name() == "sqlite":
-        db = u.database
-        if db and db != ":memory:" and not db.startswith("file:"):
-            path = Path(db).expanduser()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"Cannot create the directory for the SQLite database {mask_url(url)!r}: {exc}. "
-                    "Set ORION_NB_HOME or configure(database_url=...) to a writable place."
-                ) from exc
-        kwargs["connect_args"] = {"timeout": 30}
-    else:
-        kwargs["pool_pre_ping"] = True
-    engine = create_async_engine(aurl, **kwargs)
-    if u.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
+        from sqlalchemy import create_engine as create_sync_engine
+
+        _prepare_sqlite_path(url, u.database)
+        engine = create_sync_engine(u, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(durl, pool_pre_ping=True)
+
+
+def is_async(engine: Any) -> bool:
+    return hasattr(engine, "sync_engine")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -88,30 +100,36 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        try:
-            row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
-        except Exception:
-            return None
-        return None if row is None else str(row[0])
-
-
-async def migrate(engine: AsyncEngine) -> None:
+def _migrate_conn(sync_conn: Any) -> None:
     """Bring the schema to the newest revision (creating it if the database is empty).
 
     An empty database gets the models' schema directly and is stamped with the head
     revision, as Alembic recommends for new databases; that skips importing Alembic on a
     fresh machine's first run. A test checks that the migrations produce the same schema.
+    When the schema is current, one query of ``alembic_version`` decides and Alembic is not
+    imported either.
     """
-    revision = await current_revision(engine)
-    if revision == HEAD_REVISION:
-        return
-    async with engine.begin() as conn:
-        if revision is None and await conn.run_sync(_is_empty):
-            await conn.run_sync(_create_and_stamp)
-        else:
-            await conn.run_sync(_upgrade)
+    from sqlalchemy import inspect
+
+    if inspect(sync_conn).has_table("alembic_version"):
+        row = sync_conn.execute(text("SELECT version_num FROM alembic_version")).first()
+        if row is not None and str(row[0]) == HEAD_REVISION:
+            return
+        _upgrade(sync_conn)
+    elif _is_empty(sync_conn):
+        _create_and_stamp(sync_conn)
+    else:
+        _upgrade(sync_conn)
+
+
+async def migrate(engine: Any) -> None:
+    """Run :func:`_migrate_conn` in one transaction, on either kind of engine."""
+    if is_async(engine):
+        async with engine.begin() as conn:
+            await conn.run_sync(_migrate_conn)
+    else:
+        with engine.begin() as conn:
+            _migrate_conn(conn)
 
 
 def _is_empty(sync_conn: Any) -> bool:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -66,7 +65,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+class JSONType(TypeDecorator[Any]):
+    """JSON everywhere, ``jsonb`` on Postgres.
+
+    The Postgres type is looked up only when a Postgres dialect asks for it, so SQLite users
+    never import SQLAlchemy's Postgres dialect (a tenth of the first run's import time).
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+
 # UUIDs as 36-character text on SQLite, the native uuid type on Postgres
 IdType = Uuid(as_uuid=False).with_variant(String(36), "sqlite")
 BigId = BigInteger().with_variant(Integer(), "sqlite")

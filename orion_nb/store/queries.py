@@ -13,11 +13,13 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import String, desc, select, type_coerce
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput, UTCDateTime
 

@@ -13,10 +13,11 @@ processes. At interpreter exit pending records are flushed.
 
 The writer has a thread and event loop of its own, so a large batch never delays the engine's
 timers. Postgres is written through SQLAlchemy Core ``executemany`` on the async engine
-(asyncpg). SQLite is written through the driver's ``executemany`` on one long-lived connection
-held by that thread: with aiosqlite every statement would cost two thread hops, which is most
-of a flow run's budget; reads and migrations still use the async engine. Statements are
-compiled once from the SQLAlchemy tables, so no SQL text is written by hand.
+(asyncpg). SQLite is written through the standard ``sqlite3`` driver on one long-lived
+connection held by that thread, in multi-row statements: an async driver (aiosqlite) would
+cost two thread hops per statement, most of a flow run's budget, and nothing here runs on the
+caller's event loop anyway. Statements are compiled once from the SQLAlchemy tables, so no SQL
+text is written by hand.
 
 Event tuples (first item is the kind)::
 
@@ -47,7 +48,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orion_nb._loop import LoopThread
 from orion_nb.errors import ConfigurationError, OrionNBWarning
@@ -131,13 +131,53 @@ def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
 _OPEN_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")
 
 
-async def _unfinished_flow_runs(engine: AsyncEngine, host: str) -> list[tuple[str, int | None]]:
-    """(id, pid) of flow runs on ``host`` that never reached a terminal state."""
-    stmt = select(FlowRun.id, FlowRun.pid).where(
-        FlowRun.host == host, FlowRun.state_type.in_(_OPEN_TYPES)
+def _mark_crashed_runs(conn: Any) -> None:
+    """Runs left unfinished by a process of this host that no longer exists crashed.
+
+    A kernel that is restarted or killed mid-flow cannot record the end of its runs; the next
+    process that opens the history says what happened instead of leaving them Running forever.
+    Runs on a sync connection (SQLite) or through ``run_sync`` (Postgres).
+    """
+    me = os.getpid()
+    flows = _table(FlowRun)
+    stmt = select(flows.c.id, flows.c.pid).where(
+        flows.c.host == socket.gethostname(), flows.c.state_type.in_(_OPEN_TYPES)
     )
-    async with engine.connect() as conn:
-        return [(str(r[0]), r[1]) for r in (await conn.execute(stmt)).all()]
+    dead = [str(rid) for rid, pid in conn.execute(stmt).all() if pid != me and not _alive(pid)]
+    if not dead:
+        return
+    now = _dt(time.time())
+    msg = "the process that ran it exited before the run finished (kernel restarted or killed)"
+    tasks = _table(TaskRun)
+    for kind, table, key in (("flow", flows, flows.c.id), ("task", tasks, tasks.c.flow_run_id)):
+        ids = [
+            r[0]
+            for r in conn.execute(
+                select(table.c.id).where(key.in_(dead), table.c.state_type.in_(_OPEN_TYPES))
+            ).all()
+        ]
+        if not ids:
+            continue
+        conn.execute(
+            update(table)
+            .where(table.c.id.in_(ids))
+            .values(state_type="CRASHED", state_name="Crashed", end_time=now, message=msg)
+        )
+        conn.execute(
+            _table(StateRow).insert(),
+            [
+                {
+                    "run_id": i,
+                    "run_kind": kind,
+                    "type": "CRASHED",
+                    "name": "Crashed",
+                    "timestamp": now,
+                    "message": msg,
+                    "rule": None,
+                }
+                for i in ids
+            ],
+        )
 
 
 def _table(model: Any) -> Any:
@@ -189,7 +229,7 @@ class Writer:
         self.url = url
         self.flush_interval = flush_interval
         self.queue: deque[tuple[Any, ...]] = deque()
-        self.engine: AsyncEngine | None = None
+        self.engine: Any = None  # sync Engine (SQLite) or AsyncEngine (Postgres)
         self._lt = loop_thread or LoopThread("orion-nb-writer").start()
         self._raw: Any = None  # the SQLite driver connection of the bulk path
         self._raw_sql: dict[str, tuple[str, list[str]]] = {}
@@ -236,12 +276,15 @@ class Writer:
         try:
             await database.migrate(self.engine)
         except BaseException:
-            await self.engine.dispose()
-            self.engine = None
+            await self._dispose()
             raise
         self._build_statements()
-        await self._mark_crashed_runs()
-        if self.engine.dialect.name == "sqlite":
+        if database.is_async(self.engine):
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_mark_crashed_runs)
+        else:
+            with self.engine.begin() as conn:
+                _mark_crashed_runs(conn)
             self._raw = _open_sqlite(self.url)
         self._wake = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
@@ -287,69 +330,6 @@ class Writer:
                     table.insert().values({c: bindparam(c) for c in cols}).compile(dialect=sq)
                 )
                 self._raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
-
-    async def _mark_crashed_runs(self) -> None:
-        """Runs left unfinished by a process of this host that no longer exists crashed.
-
-        A kernel that is restarted or killed mid-flow cannot record the end of its runs; the
-        next process that opens the history says what happened instead of leaving them
-        Running forever.
-        """
-        assert self.engine is not None
-        me = os.getpid()
-        dead = [
-            rid
-            for rid, pid in await _unfinished_flow_runs(self.engine, socket.gethostname())
-            if pid != me and not _alive(pid)
-        ]
-        if not dead:
-            return
-        now = time.time()
-        async with self.engine.begin() as conn:
-            pairs: tuple[tuple[Any, Any], ...] = (
-                (FlowRun.__table__, FlowRun.__table__.c.id),
-                (TaskRun.__table__, TaskRun.__table__.c.flow_run_id),
-            )
-            for table, key in pairs:
-                ids = [
-                    r[0]
-                    for r in (
-                        await conn.execute(
-                            select(table.c.id).where(
-                                key.in_(dead),
-                                table.c.state_type.in_(
-                                    ["SCHEDULED", "PENDING", "RUNNING", "PAUSED"]
-                                ),
-                            )
-                        )
-                    ).all()
-                ]
-                if not ids:
-                    continue
-                kind = "flow" if table is FlowRun.__table__ else "task"
-                msg = "the process that ran it exited before the run finished (kernel restarted or killed)"
-                await conn.execute(
-                    update(table)
-                    .where(table.c.id.in_(ids))
-                    .values(
-                        state_type="CRASHED", state_name="Crashed", end_time=_dt(now), message=msg
-                    )
-                )
-                await conn.execute(
-                    _table(StateRow).insert(),
-                    [
-                        {
-                            "run_id": i,
-                            "run_kind": kind,
-                            "type": "CRASHED",
-                            "name": "Crashed",
-                            "timestamp": _dt(now),
-                            "message": msg,
-                            "rule": None,
-                        }
-                        for i in ids
-                    ],
-                )
 
     def put(self, event: tuple[Any, ...]) -> None:
         """Queue one event (thread-safe, non-blocking)."""
@@ -427,8 +407,16 @@ class Writer:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
-        if self.engine is not None:
-            await self.engine.dispose()
+        await self._dispose()
+
+    async def _dispose(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is None:
+            return
+        if database.is_async(engine):
+            await engine.dispose()
+        else:
+            engine.dispose()
 
     # -- the background coroutine -----------------------------------------------------------
     async def _run(self) -> None:
