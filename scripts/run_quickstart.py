@@ -49,8 +49,14 @@ def run_notebook(path: Path, out: Path, cwd: Path) -> object:
         filter(None, [kernel_spec_dir(), os.environ.get("JUPYTER_PATH")])
     )
     nb = nbformat.read(path, as_version=4)
+    from jupyter_client import KernelManager
+
+    # IPC sockets in a private directory: local only, and no "running over TCP" warning
+    km = KernelManager(kernel_name="python3", transport="ipc")
+    km.ip = str(Path(tempfile.mkdtemp(prefix="orion-nb-ipc-")) / "kernel")
     client = NotebookClient(
         nb,
+        km=km,
         timeout=600,
         kernel_name="python3",
         store_widget_state=True,
