@@ -13,15 +13,15 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import String, desc, select, type_coerce
 
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
 from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput, UTCDateTime
+
+# a sync Engine for SQLite (read through the driver), an AsyncEngine for Postgres
+AnyEngine = Any
 
 __all__ = ["STATE_NAMES", "flow_runs", "logs", "states", "task_inputs", "task_runs"]
 
@@ -55,7 +55,7 @@ _STATE_TYPES = [
 _JSON_COLUMNS = ("parameters", "tags")
 
 
-def _cols(engine: AsyncEngine, model: Any, names: list[str]) -> list[Any]:
+def _cols(engine: AnyEngine, model: Any, names: list[str]) -> list[Any]:
     """Columns to select, raw where converting row by row would be slow.
 
     On SQLite timestamps come back as their stored text (converted in one vectorised step).
@@ -94,7 +94,7 @@ def _decode_json(series: pd.Series, immutable: bool) -> pd.Series:
     return series.map(decode)
 
 
-async def _fetch(engine: AsyncEngine, stmt: Any) -> tuple[list[str], list[Any]]:
+async def _fetch(engine: AnyEngine, stmt: Any) -> tuple[list[str], list[Any]]:
     """Run a SELECT and return its column names and plain row tuples.
 
     SQLite is read through the driver in a worker thread, with the statement compiled by
@@ -132,7 +132,7 @@ _ID_COLUMNS = (
 
 
 async def _newest_first(
-    engine: AsyncEngine, stmt: Any, model: Any, limit: int | None
+    engine: AnyEngine, stmt: Any, model: Any, limit: int | None
 ) -> pd.DataFrame:
     """Runs newest first. With a limit the database sorts (and stops early); without one the
     rows are read in table order and sorted in pandas, which for a million rows is much
@@ -147,7 +147,7 @@ async def _newest_first(
     )
 
 
-async def _frame(engine: AsyncEngine, stmt: Any, time_cols: list[str]) -> pd.DataFrame:
+async def _frame(engine: AnyEngine, stmt: Any, time_cols: list[str]) -> pd.DataFrame:
     # millions of small tuples would trigger the cyclic GC again and again; none are cycles
     enabled = gc.isenabled()
     gc.disable()
@@ -158,7 +158,7 @@ async def _frame(engine: AsyncEngine, stmt: Any, time_cols: list[str]) -> pd.Dat
             gc.enable()
 
 
-async def _build_frame(engine: AsyncEngine, stmt: Any, time_cols: list[str]) -> pd.DataFrame:
+async def _build_frame(engine: AnyEngine, stmt: Any, time_cols: list[str]) -> pd.DataFrame:
     keys, rows = await _fetch(engine, stmt)
     df = pd.DataFrame.from_records(rows, columns=keys)
     sqlite = engine.dialect.name == "sqlite"
@@ -177,7 +177,7 @@ async def _build_frame(engine: AsyncEngine, stmt: Any, time_cols: list[str]) -> 
     return df
 
 
-def _since(engine: AsyncEngine, col: Any, since: datetime) -> Any:
+def _since(engine: AnyEngine, col: Any, since: datetime) -> Any:
     if engine.dialect.name == "sqlite":
         # stored as naive-UTC text, which sorts chronologically
         aware = since if since.tzinfo else since.replace(tzinfo=UTC)
@@ -254,7 +254,7 @@ def _state_filter(stmt: Any, model: Any, state: Any) -> Any:
 
 
 async def flow_runs(
-    engine: AsyncEngine,
+    engine: AnyEngine,
     flow_name: str | None = None,
     state: Any = None,
     since: datetime | None = None,
@@ -273,7 +273,7 @@ async def flow_runs(
 
 
 async def task_runs(
-    engine: AsyncEngine,
+    engine: AnyEngine,
     flow_run_id: str | None = None,
     task_name: str | None = None,
     state: Any = None,
@@ -292,7 +292,7 @@ async def task_runs(
 
 
 async def states(
-    engine: AsyncEngine, run_id: str | None = None, limit: int | None = None
+    engine: AnyEngine, run_id: str | None = None, limit: int | None = None
 ) -> pd.DataFrame:
     names = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
     stmt = select(*_cols(engine, StateRow, names)).order_by(desc(StateRow.id))
@@ -305,7 +305,7 @@ async def states(
     return df
 
 
-async def flow_states(engine: AsyncEngine, flow_run_id: str) -> pd.DataFrame:
+async def flow_states(engine: AnyEngine, flow_run_id: str) -> pd.DataFrame:
     """Every transition of a flow run and of its task runs, oldest first (for views)."""
     names = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
     task_ids = select(TaskRun.id).where(TaskRun.flow_run_id == flow_run_id)
@@ -318,7 +318,7 @@ async def flow_states(engine: AsyncEngine, flow_run_id: str) -> pd.DataFrame:
 
 
 async def logs(
-    engine: AsyncEngine,
+    engine: AnyEngine,
     flow_run_id: str | None = None,
     task_run_id: str | None = None,
     level: str | None = None,
@@ -341,7 +341,7 @@ async def logs(
     return df
 
 
-async def task_inputs(engine: AsyncEngine, flow_run_id: str | None = None) -> pd.DataFrame:
+async def task_inputs(engine: AnyEngine, flow_run_id: str | None = None) -> pd.DataFrame:
     stmt = select(
         TaskRunInput.task_run_id, TaskRunInput.upstream_task_run_id, TaskRunInput.parameter
     )
@@ -354,7 +354,7 @@ async def task_inputs(engine: AsyncEngine, flow_run_id: str | None = None) -> pd
     return await _frame(engine, stmt, [])
 
 
-async def run_tree(engine: AsyncEngine, flow_run_id: str) -> dict[str, pd.DataFrame]:
+async def run_tree(engine: AnyEngine, flow_run_id: str) -> dict[str, pd.DataFrame]:
     """A flow run with its subflows (recursively), their task runs, states and logs."""
     flows = await flow_runs(engine, ids=[flow_run_id])
     if flows.empty:
