@@ -65,6 +65,8 @@ def run_notebook(path: Path, out: Path, cwd: Path) -> object:
     try:
         client.execute()
     finally:
+        if km.has_kernel:  # a kernel manager handed in is not shut down by nbclient
+            km.shutdown_kernel(now=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out)
     return nb, CellExecutionError
