@@ -1,29 +1,66 @@
-// orion_nb RunView: live state of a flow run (anywidget ES module, no build step).
+// orion_nb RunView: the live state of a flow run (anywidget ES module, no build step).
 //
-// Traits (see orion_nb/notebook/widget.py): run, task_columns, tasks, transitions, logs,
-// counts, now, total. Every piece of user text goes through textContent (never innerHTML).
-// Changes are coalesced with requestAnimationFrame so a burst of updates redraws once;
-// long lists are virtualised; timelines above SVG_LIMIT runs are drawn on a canvas.
+// Reads the traits of orion_nb/notebook/widget.py (run, task_columns, tasks, transitions,
+// logs, counts, now, total; times in epoch milliseconds) and draws
+//   - a header: flow and run name, state badge, elapsed clock, task-run total, a badge per state;
+//   - an overview: task runs grouped by task name (counts, progress bar), each group expanding
+//     into a virtualised list of its runs, and a timeline (SVG up to SVG_LIMIT runs, one bar
+//     segment per attempt, subflows with their tasks nested; a canvas density view above);
+//   - the transition log (each decision with its rule and reason) and the logs.
+//
+// Rules this file keeps:
+//   - user text (names, messages, logs, errors) only ever goes in through textContent or an
+//     SVG <title>'s textContent; there is no innerHTML and no markup built from strings, so a
+//     task named "<img src=x onerror=...>" is only text;
+//   - a change event only marks parts of the view dirty; one requestAnimationFrame redraws what
+//     changed and is visible, so a burst of updates costs one frame (el.dataset.renders counts
+//     frames, for tests);
+//   - the clock ticks once a second only while the run is unfinished, and render() returns a
+//     cleanup that stops it, the observers and every model listener when the view goes away.
 
-const SVG_LIMIT = 2000;
-const ROW_H = 22; // px, virtual list rows
-const BAR_H = 12; // px, timeline bars
-const BAR_GAP = 4;
-const LABEL_W = 170;
+const SVG_LIMIT = 2000; // timeline runs drawn as SVG; above, a canvas
+const CAP = 500; // transitions / log records kept on screen
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]);
-const NAME_COLORS = {
-  Completed: "#2e9e5b", Cached: "#8fd1a8", Running: "#2f7fd8", Retrying: "#2f7fd8",
-  Pending: "#a0a7b4", Scheduled: "#a0a7b4", Late: "#d99a1e", AwaitingRetry: "#e0a526",
-  Failed: "#d64545", TimedOut: "#b8324f", Crashed: "#8e2c8e", Cancelled: "#6b6f78", Paused: "#9a8c2e",
+const COLUMNS = [
+  "id", "task_name", "name", "state_type", "state_name", "start", "end", "attempts", "parent",
+  "depth", "error", "kind",
+];
+// badges read active first, then finished; progress bars fill finished first
+const STATE_ORDER = [
+  "Running", "Retrying", "Pending", "Scheduled", "Late", "AwaitingRetry", "Paused",
+  "Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled",
+];
+const PROGRESS_ORDER = [
+  "Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled",
+  "Running", "Retrying", "AwaitingRetry", "Paused", "Late", "Pending", "Scheduled",
+];
+const NAME_KEYS = Object.fromEntries(STATE_ORDER.map((n) => [n, n.toLowerCase()]));
+const TYPE_KEYS = {
+  SCHEDULED: "scheduled", PENDING: "pending", RUNNING: "running", COMPLETED: "completed",
+  FAILED: "failed", CRASHED: "crashed", CANCELLED: "cancelled", PAUSED: "paused",
 };
-const TYPE_COLORS = {
-  COMPLETED: "#2e9e5b", RUNNING: "#2f7fd8", FAILED: "#d64545", CRASHED: "#8e2c8e",
-  CANCELLED: "#6b6f78", SCHEDULED: "#a0a7b4", PENDING: "#a0a7b4", PAUSED: "#9a8c2e",
-};
-const STATE_ORDER = ["Running", "Retrying", "Pending", "Scheduled", "AwaitingRetry", "Late", "Paused",
-  "Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"];
+const PALETTE_KEYS = [...new Set([...Object.values(NAME_KEYS), ...Object.values(TYPE_KEYS), "unknown"])];
+
+// geometry (px)
+const VROW_H = 26; // a run in an expanded group
+const ERR_LINE_H = 15; // a line of error text under a failed run
+const ERR_MAX_LINES = 8;
+const VLIST_MAX_H = 200;
+const VBUFFER = 6; // rows rendered above and below the visible ones
+const TL_ROW_H = 18;
+const TL_BAR_H = 12;
+const TL_INDENT = 14;
+const AXIS_H = 22;
+const NICE_STEPS = [
+  1, 2, 5, 10, 20, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 15000, 30000, 60000,
+  120000, 300000, 600000, 900000, 1800000, 3600000, 7200000, 10800000, 21600000, 43200000,
+  86400000,
+];
 
 const SVGNS = "http://www.w3.org/2000/svg";
+let instances = 0;
+
+// --- helpers ---------------------------------------------------------------------------------
 
 function h(tag, cls, text) {
   const e = document.createElement(tag);
@@ -32,452 +69,959 @@ function h(tag, cls, text) {
   return e;
 }
 
-function s(tag, attrs) {
+function svg(tag, attrs, text) {
   const e = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined && text !== null) e.textContent = String(text);
   return e;
-}
-
-export function fmtDuration(ms) {
-  if (ms === null || ms === undefined || !isFinite(ms)) return "–";
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
-  const sec = ms / 1000;
-  if (sec < 60) return `${sec.toFixed(1)} s`;
-  const m = Math.floor(sec / 60);
-  if (m < 60) return `${m} min ${Math.round(sec - m * 60)} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
-}
-
-function colorFor(stateName, stateType) {
-  return NAME_COLORS[stateName] || TYPE_COLORS[stateType] || "#888";
-}
-
-function badge(stateName, stateType, text) {
-  const b = h("span", "onb-badge", text === undefined ? stateName : text);
-  b.dataset.state = stateName || "";
-  b.style.setProperty("--onb-state", colorFor(stateName, stateType));
-  return b;
 }
 
 function clear(node) {
   while (node.firstChild) node.removeChild(node.firstChild);
 }
 
-function rowsOf(model) {
-  const cols = model.get("task_columns") || [];
-  const ix = {};
-  cols.forEach((c, i) => (ix[c] = i));
-  return (model.get("tasks") || []).map((r) => ({
-    id: r[ix.id], task: r[ix.task_name], name: r[ix.name], type: r[ix.state_type],
-    state: r[ix.state_name], start: r[ix.start], end: r[ix.end], attempts: r[ix.attempts] || [],
-    parent: r[ix.parent], depth: r[ix.depth] || 0, error: r[ix.error], kind: r[ix.kind] || "task",
-  }));
+export function stateKey(name, type) {
+  return NAME_KEYS[name] || TYPE_KEYS[type] || "unknown";
 }
 
-let instances = 0;
+function rank(order, name) {
+  const i = order.indexOf(name);
+  return i < 0 ? order.length : i;
+}
+
+function sortStates(names, order) {
+  return names.sort((a, b) => rank(order, a) - rank(order, b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function badge(name, type, text) {
+  const b = h("span", `onb-badge onb-st-${stateKey(name, type)}`, text === undefined ? name : text);
+  b.dataset.state = name || "";
+  return b;
+}
+
+function setBadge(b, name, type) {
+  b.className = `onb-badge onb-run-state onb-st-${stateKey(name, type)}`;
+  b.dataset.state = name || "";
+  b.textContent = name || "";
+}
+
+const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+
+/** "350 ms", "1.2 s", "2 min 3 s", "1 h 4 min"; "–" when unknown. */
+export function formatDuration(ms) {
+  if (!isNum(ms)) return "–";
+  ms = Math.max(0, ms);
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 59950) return `${(ms / 1000).toFixed(1)} s`;
+  const secs = Math.round(ms / 1000);
+  const m = Math.floor(secs / 60);
+  if (m < 60) return `${m} min ${secs % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function formatClock(ts) {
+  if (!isNum(ts)) return "";
+  const d = new Date(ts);
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+function formatTick(v, step) {
+  if (v === 0) return "0";
+  if (v < 1000 && step < 1000) return `${Math.round(v)} ms`;
+  if (v < 60000 || step < 1000) {
+    const decimals = step >= 1000 ? 0 : step >= 100 ? 1 : 2;
+    return `${(v / 1000).toFixed(decimals)} s`;
+  }
+  if (v < 3600000) {
+    const m = Math.floor(v / 60000);
+    const s = Math.round((v % 60000) / 1000);
+    return s ? `${m}:${String(s).padStart(2, "0")} min` : `${m} min`;
+  }
+  const hh = Math.floor(v / 3600000);
+  const mm = Math.round((v % 3600000) / 60000);
+  return mm ? `${hh} h ${mm} min` : `${hh} h`;
+}
+
+function niceStep(span, target) {
+  const raw = span / target;
+  for (const s of NICE_STEPS) if (s >= raw) return s;
+  return Math.ceil(raw / 86400000) * 86400000;
+}
+
+function plural(n, word) {
+  return `${n.toLocaleString("en-US")} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function rowsOf(model) {
+  const cols = model.get("task_columns");
+  const names = Array.isArray(cols) && cols.length ? cols : COLUMNS;
+  const ix = {};
+  names.forEach((c, i) => (ix[c] = i));
+  const tasks = model.get("tasks") || [];
+  const out = new Array(tasks.length);
+  for (let i = 0; i < tasks.length; i++) {
+    const r = tasks[i];
+    out[i] = {
+      index: i,
+      id: r[ix.id],
+      task: r[ix.task_name] ?? "",
+      name: r[ix.name] ?? "",
+      type: r[ix.state_type],
+      state: r[ix.state_name],
+      start: r[ix.start],
+      end: r[ix.end],
+      attempts: Array.isArray(r[ix.attempts]) ? r[ix.attempts] : [],
+      parent: r[ix.parent] ?? null,
+      depth: r[ix.depth] || 0,
+      error: r[ix.error] ?? null,
+      kind: r[ix.kind] === "flow" ? "flow" : "task",
+    };
+  }
+  return out;
+}
+
+function failedWithError(r) {
+  return !!r.error && r.type !== "COMPLETED";
+}
+
+/** The bar segments of a run: one per attempt ([start, end|null, stateKey]). */
+function segmentsOf(r) {
+  const finished = TERMINAL.has(r.type);
+  if (!r.attempts.length) {
+    return isNum(r.start) ? [[r.start, r.end ?? null, stateKey(r.state, r.type)]] : [];
+  }
+  return r.attempts.map((a, j) => {
+    const last = j === r.attempts.length - 1;
+    const open = a[1] === null || a[1] === undefined;
+    // the last attempt of a finished (or still running) run carries the run's own state name,
+    // so Cached, TimedOut and Crashed keep their colours; earlier attempts show how they ended
+    const key = last && (finished || open) ? stateKey(r.state, r.type) : stateKey(null, a[2]);
+    return [a[0], open ? null : a[1], key];
+  });
+}
+
+// --- the view --------------------------------------------------------------------------------
 
 function render({ model, el }) {
-  const instance = ++instances;
+  const uid = `onb-${++instances}`;
   const root = h("div", "onb-runview");
   el.appendChild(root);
-  el.dataset.renders = "0";
 
-  // --- state --------------------------------------------------------------------------------
-  const expanded = new Set();
-  const vlists = new Map(); // task name -> {box, inner, runs, scroll}
-  let frame = null;
   let renders = 0;
+  el.dataset.renders = "0";
+  let frame = null;
+  const dirty = new Set(["header", "overview", "transitions", "logs"]);
+  let rowsCache = null;
+  let kernelNow = model.get("now") || 0;
+  let kernelNowAt = performance.now();
+  let clock = null;
+  let current = "overview";
+  const expanded = new Set(); // group keys
+  const collapsedFlows = new Set(); // subflow run ids folded in the timeline
 
-  // --- skeleton ---------------------------------------------------------------------------
+  // --- skeleton -------------------------------------------------------------------------------
   const header = h("div", "onb-header");
-  const title = h("span", "onb-title");
+  const title = h("div", "onb-title");
   const flowName = h("span", "onb-flow-name");
+  const sep = h("span", "onb-sep", "›");
+  sep.setAttribute("aria-hidden", "true");
   const runName = h("span", "onb-run-name");
-  title.append(flowName, h("span", "onb-sep", " / "), runName);
-  const stateSlot = h("span", "onb-state-slot");
+  title.append(flowName, sep, runName);
+  const stateBadge = h("span", "onb-badge onb-run-state");
+  const meta = h("div", "onb-meta");
   const elapsed = h("span", "onb-elapsed");
+  elapsed.title = "Elapsed";
   const total = h("span", "onb-total");
-  header.append(title, stateSlot, elapsed, total);
+  meta.append(elapsed, h("span", "onb-dot", "·"), total);
+  header.append(title, stateBadge, meta);
   const message = h("div", "onb-message");
   const counts = h("div", "onb-counts");
 
   const tabs = h("div", "onb-tabs");
-  const panels = h("div", "onb-panels");
-  const panel = {};
+  tabs.setAttribute("role", "tablist");
+  const panels = {};
   const tabButtons = {};
-  for (const [key, label] of [["overview", "Tasks & timeline"], ["transitions", "Transitions"], ["logs", "Logs"]]) {
-    const b = h("button", "onb-tab", label);
+  const tabCounts = {};
+  for (const [key, label] of [["overview", "Overview"], ["transitions", "Transitions"], ["logs", "Logs"]]) {
+    const b = h("button", "onb-tab");
     b.type = "button";
     b.dataset.tab = key;
+    b.setAttribute("role", "tab");
+    b.id = `${uid}-tab-${key}`;
+    b.append(h("span", null, label));
+    tabCounts[key] = h("span", "onb-tab-count");
+    b.append(tabCounts[key]);
     b.addEventListener("click", () => select(key));
-    tabs.appendChild(b);
+    tabs.append(b);
     tabButtons[key] = b;
     const p = h("div", `onb-panel onb-panel-${key}`);
-    panels.appendChild(p);
-    panel[key] = p;
+    p.setAttribute("role", "tabpanel");
+    p.setAttribute("aria-labelledby", b.id);
+    panels[key] = p;
   }
-  let current = "overview";
+  const body = h("div", "onb-body");
+  body.append(panels.overview, panels.transitions, panels.logs);
+
+  // overview: the group table, then the timeline
+  const groupsTable = h("table", "onb-groups");
+  const colgroup = h("colgroup");
+  for (const cls of ["onb-col-name", "onb-col-runs", "onb-col-progress", "onb-col-states", "onb-col-mean"]) {
+    colgroup.append(h("col", cls));
+  }
+  const thead = h("thead");
+  const headRow = h("tr");
+  for (const [text, cls] of [["Task", ""], ["Runs", "onb-num"], ["Progress", ""], ["States", ""], ["Mean", "onb-num"]]) {
+    headRow.append(h("th", cls, text));
+  }
+  thead.append(headRow);
+  const tbody = h("tbody");
+  groupsTable.append(colgroup, thead, tbody);
+  const groupsEmpty = h("div", "onb-empty", "No task runs yet.");
+  const timelineTitle = h("div", "onb-section-title", "Timeline");
+  const timeline = h("div", "onb-timeline");
+  timeline.dataset.runs = "0";
+  panels.overview.append(groupsTable, groupsEmpty, timelineTitle, timeline);
+
+  const transitionsList = h("div", "onb-list onb-transitions");
+  const transitionsEmpty = h("div", "onb-empty", "No state transitions yet.");
+  panels.transitions.append(transitionsList, transitionsEmpty);
+  const logsList = h("div", "onb-list onb-logs");
+  const logsEmpty = h("div", "onb-empty", "No log records yet.");
+  panels.logs.append(logsList, logsEmpty);
+
+  root.append(header, message, counts, tabs, body);
+
   function select(key) {
     current = key;
-    for (const k of Object.keys(panel)) {
-      panel[k].hidden = k !== key;
+    for (const k of Object.keys(panels)) {
+      panels[k].hidden = k !== key;
       tabButtons[k].classList.toggle("onb-active", k === key);
+      tabButtons[k].setAttribute("aria-selected", String(k === key));
     }
     schedule();
   }
-
-  const groupsTable = h("table", "onb-groups");
-  const groupsWrap = h("div", "onb-groups-wrap");
-  groupsWrap.appendChild(groupsTable);
-  const timelineWrap = h("div", "onb-timeline");
-  const errorsWrap = h("div", "onb-errors");
-  panel.overview.append(groupsWrap, h("div", "onb-section-title", "Timeline"), timelineWrap, errorsWrap);
-  const transitionsList = h("div", "onb-list onb-transitions");
-  panel.transitions.appendChild(transitionsList);
-  const logsList = h("div", "onb-list onb-logs");
-  panel.logs.appendChild(logsList);
-
-  root.append(header, message, counts, tabs, panels);
   select("overview");
 
-
+  // --- scheduling -----------------------------------------------------------------------------
   function schedule() {
-    if (frame !== null) return;
-    frame = requestAnimationFrame(() => {
-      frame = null;
-      draw();
-    });
+    if (frame === null) frame = requestAnimationFrame(draw);
   }
 
+  const PARTS = {
+    run: ["header", "overview"],
+    now: ["header", "overview"],
+    counts: ["header"],
+    total: ["header"],
+    tasks: ["overview", "rows"],
+    task_columns: ["overview", "rows"],
+    transitions: ["transitions"],
+    logs: ["logs"],
+  };
+  const listeners = Object.entries(PARTS).map(([name, parts]) => {
+    const fn = () => {
+      if (name === "now") {
+        kernelNow = model.get("now") || 0;
+        kernelNowAt = performance.now();
+      }
+      for (const p of parts) dirty.add(p);
+      schedule();
+    };
+    model.on(`change:${name}`, fn);
+    return [`change:${name}`, fn];
+  });
+
+  function rows() {
+    if (rowsCache === null || dirty.has("rows")) {
+      rowsCache = rowsOf(model);
+      dirty.delete("rows");
+    }
+    return rowsCache;
+  }
+
+  function snapshotNow() {
+    return kernelNow || Date.now();
+  }
+
+  function draw() {
+    frame = null;
+    renders += 1;
+    el.dataset.renders = String(renders);
+    if (dirty.has("header")) {
+      dirty.delete("header");
+      drawHeader();
+    }
+    const nT = (model.get("transitions") || []).length;
+    const nL = (model.get("logs") || []).length;
+    tabCounts.transitions.textContent = nT ? String(Math.min(nT, CAP)) : "";
+    tabCounts.logs.textContent = nL ? String(Math.min(nL, CAP)) : "";
+    tabCounts.overview.textContent = "";
+    if (current === "overview" && dirty.has("overview")) {
+      dirty.delete("overview");
+      drawGroups();
+      drawTimeline();
+    } else if (current === "transitions" && dirty.has("transitions")) {
+      dirty.delete("transitions");
+      stick(panels.transitions, () => transitionsFeed(model.get("transitions") || []));
+    } else if (current === "logs" && dirty.has("logs")) {
+      dirty.delete("logs");
+      stick(panels.logs, () => logsFeed(model.get("logs") || []));
+    }
+  }
+
+  // --- header ---------------------------------------------------------------------------------
   function runElapsed() {
     const run = model.get("run") || {};
-    if (!run.start) return null;
-    const end = run.end || (TERMINAL.has(run.state_type) ? model.get("now") : Math.max(Date.now(), model.get("now") || 0));
-    return end - run.start;
+    if (!isNum(run.start)) return null;
+    if (isNum(run.end)) return run.end - run.start;
+    const live = !TERMINAL.has(run.state_type);
+    const now = snapshotNow() + (live ? performance.now() - kernelNowAt : 0);
+    return now - run.start;
+  }
+
+  function syncClock() {
+    const run = model.get("run") || {};
+    const live = isNum(run.start) && !isNum(run.end) && !TERMINAL.has(run.state_type);
+    if (live && clock === null) {
+      clock = setInterval(() => (elapsed.textContent = formatDuration(runElapsed())), 1000);
+    } else if (!live && clock !== null) {
+      clearInterval(clock);
+      clock = null;
+    }
+    el.dataset.clock = clock === null ? "stopped" : "ticking";
   }
 
   function drawHeader() {
     const run = model.get("run") || {};
     flowName.textContent = run.flow_name || "";
     runName.textContent = run.name || "";
-    clear(stateSlot);
-    stateSlot.appendChild(badge(run.state_name || "Pending", run.state_type || "PENDING"));
-    elapsed.textContent = fmtDuration(runElapsed());
+    sep.hidden = !(run.flow_name && run.name);
+    setBadge(stateBadge, run.state_name || "Pending", run.state_type || "PENDING");
+    elapsed.textContent = formatDuration(runElapsed());
     const n = model.get("total") || 0;
-    total.textContent = `${n} task run${n === 1 ? "" : "s"}`;
-    const msg = run.message && !(run.state_type === "COMPLETED") ? run.message : "";
+    total.textContent = plural(n, "task run");
+    const msg = run.message && run.state_type !== "COMPLETED" ? String(run.message) : "";
     message.textContent = msg;
     message.hidden = !msg;
+    message.className = `onb-message onb-st-${stateKey(run.state_name, run.state_type)}`;
     clear(counts);
     const c = model.get("counts") || {};
-    const names = Object.keys(c).sort((a, b) => (STATE_ORDER.indexOf(a) - STATE_ORDER.indexOf(b)));
-    for (const name of names) {
-      const cb = badge(name, null, `${name} ${c[name]}`);
-      cb.classList.add("onb-count");
-      counts.appendChild(cb);
+    for (const name of sortStates(Object.keys(c), STATE_ORDER)) {
+      if (!c[name]) continue;
+      const b = badge(name, null, `${name} ${c[name]}`);
+      b.classList.add("onb-count");
+      counts.append(b);
     }
+    counts.hidden = !counts.firstChild;
+    root.dataset.state = run.state_name || "";
+    syncClock();
   }
 
-  function drawGroups(rows) {
+  // --- groups and their virtualised run lists ---------------------------------------------------
+  const groupEls = new Map(); // group key -> {tr, cells, detail, vlist}
+
+  function groupKey(r) {
+    return `${r.kind}:${r.task}`;
+  }
+
+  let reveal = null; // a group the user just opened: bring its runs into view once drawn
+
+  function toggleGroup(key) {
+    if (expanded.has(key)) expanded.delete(key);
+    else {
+      expanded.add(key);
+      reveal = key;
+    }
+    dirty.add("overview");
+    schedule();
+  }
+
+  function createGroupEl(key, g) {
+    const tr = h("tr", "onb-group");
+    tr.tabIndex = 0;
+    tr.dataset.task = g.task;
+    tr.dataset.kind = g.kind;
+    const nameCell = h("td", "onb-group-name");
+    const caret = h("span", "onb-caret");
+    caret.setAttribute("aria-hidden", "true");
+    const label = h("span", "onb-group-label", g.task);
+    label.title = g.task;
+    nameCell.append(caret, label);
+    if (g.kind === "flow") nameCell.append(h("span", "onb-kind", "subflow"));
+    const runs = h("td", "onb-num onb-group-runs");
+    const progCell = h("td", "onb-progress-cell");
+    const progBox = h("div", "onb-progress-box");
+    const bar = h("div", "onb-progress");
+    const progText = h("span", "onb-progress-text");
+    progBox.append(bar, progText);
+    progCell.append(progBox);
+    const statesCell = h("td", "onb-group-states");
+    const states = h("div", "onb-state-list");
+    statesCell.append(states);
+    const mean = h("td", "onb-num onb-group-mean");
+    tr.append(nameCell, runs, progCell, statesCell, mean);
+    tr.addEventListener("click", () => toggleGroup(key));
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        toggleGroup(key);
+      }
+    });
+    return { tr, caret, runs, bar, progText, states, mean, detail: null, vlist: null };
+  }
+
+  function updateGroupEl(ge, g, key) {
+    const open = expanded.has(key);
+    ge.tr.setAttribute("aria-expanded", String(open));
+    ge.tr.classList.toggle("onb-open", open);
+    ge.caret.textContent = open ? "▾" : "▸";
+    ge.runs.textContent = g.runs.length.toLocaleString("en-US");
+    clear(ge.bar);
+    for (const name of sortStates(Object.keys(g.counts), PROGRESS_ORDER)) {
+      const seg = h("div", `onb-progress-seg onb-st-${stateKey(name, g.types[name])}`);
+      seg.style.width = `${(100 * g.counts[name]) / g.runs.length}%`;
+      seg.title = `${name}: ${g.counts[name]}`;
+      ge.bar.append(seg);
+    }
+    ge.progText.textContent = `${g.done.toLocaleString("en-US")}/${g.runs.length.toLocaleString("en-US")}`;
+    clear(ge.states);
+    for (const name of sortStates(Object.keys(g.counts), STATE_ORDER)) {
+      ge.states.append(badge(name, g.types[name], `${name} ${g.counts[name]}`));
+    }
+    ge.mean.textContent = g.finished ? formatDuration(g.durations / g.finished) : "–";
+  }
+
+  function drawGroups() {
+    const all = rows();
+    groupsEmpty.hidden = all.length > 0;
+    groupsTable.hidden = all.length === 0;
     const groups = new Map();
-    for (const r of rows) {
-      if (r.kind !== "task") continue;
-      let g = groups.get(r.task);
-      if (!g) groups.set(r.task, (g = { name: r.task, runs: [], counts: {} }));
+    for (const r of all) {
+      const key = groupKey(r);
+      let g = groups.get(key);
+      if (!g) {
+        g = { task: r.task, kind: r.kind, runs: [], counts: {}, types: {}, done: 0, finished: 0, durations: 0 };
+        groups.set(key, g);
+      }
       g.runs.push(r);
       g.counts[r.state] = (g.counts[r.state] || 0) + 1;
-    }
-    clear(groupsTable);
-    const head = h("tr");
-    for (const t of ["task", "runs", "states", "progress"]) head.appendChild(h("th", null, t));
-    groupsTable.appendChild(head);
-    for (const g of groups.values()) {
-      const tr = h("tr", "onb-group");
-      tr.dataset.task = g.name;
-      const nameCell = h("td", "onb-group-name");
-      const caret = h("span", "onb-caret", expanded.has(g.name) ? "▾" : "▸");
-      nameCell.append(caret, h("span", null, g.name));
-      tr.appendChild(nameCell);
-      tr.appendChild(h("td", "onb-num", g.runs.length));
-      const states = h("td", "onb-group-states");
-      for (const name of Object.keys(g.counts).sort((a, b) => STATE_ORDER.indexOf(a) - STATE_ORDER.indexOf(b))) {
-        states.appendChild(badge(name, null, `${name} ${g.counts[name]}`));
-      }
-      tr.appendChild(states);
-      const prog = h("td", "onb-progress-cell");
-      const bar = h("div", "onb-progress");
-      for (const name of STATE_ORDER) {
-        const n = g.counts[name];
-        if (!n) continue;
-        const seg = h("div", "onb-progress-seg");
-        seg.style.width = `${(100 * n) / g.runs.length}%`;
-        seg.style.background = colorFor(name, null);
-        bar.appendChild(seg);
-      }
-      prog.appendChild(bar);
-      tr.appendChild(prog);
-      tr.addEventListener("click", () => {
-        if (expanded.has(g.name)) expanded.delete(g.name);
-        else expanded.add(g.name);
-        schedule();
-      });
-      groupsTable.appendChild(tr);
-      if (expanded.has(g.name)) {
-        const detail = h("tr", "onb-group-detail");
-        const td = h("td");
-        td.colSpan = 4;
-        td.appendChild(virtualList(g.name, g.runs));
-        detail.appendChild(td);
-        groupsTable.appendChild(detail);
-        // re-attaching a scrolled box resets its scroll position: restore it
-        const v = vlists.get(g.name);
-        if (v.scroll) {
-          v.box.scrollTop = v.scroll;
-          paintList(v);
+      g.types[r.state] = r.type;
+      if (TERMINAL.has(r.type)) {
+        g.done += 1;
+        if (isNum(r.start) && isNum(r.end)) {
+          g.finished += 1;
+          g.durations += r.end - r.start;
         }
       }
     }
-    for (const key of [...vlists.keys()]) if (!expanded.has(key)) vlists.delete(key);
-  }
-
-  function virtualList(key, runs) {
-    let v = vlists.get(key);
-    if (!v) {
-      const box = h("div", "onb-vlist");
-      const inner = h("div", "onb-vlist-inner");
-      box.appendChild(inner);
-      v = { box, inner, runs };
-      box.addEventListener("scroll", () => {
-        v.scroll = box.scrollTop;
-        paintList(v);
-      });
-      vlists.set(key, v);
+    for (const [key, ge] of groupEls) {
+      if (!groups.has(key)) {
+        ge.tr.remove();
+        if (ge.detail) ge.detail.remove();
+        groupEls.delete(key);
+      }
     }
-    v.runs = runs;
-    v.box.style.height = `${Math.min(runs.length, 10) * ROW_H + 2}px`;
-    v.inner.style.height = `${runs.length * ROW_H}px`;
-    paintList(v);
-    return v.box;
+    const want = [];
+    for (const [key, g] of groups) {
+      let ge = groupEls.get(key);
+      if (!ge) {
+        ge = createGroupEl(key, g);
+        groupEls.set(key, ge);
+      }
+      updateGroupEl(ge, g, key);
+      want.push(ge.tr);
+      if (expanded.has(key)) {
+        if (!ge.detail) {
+          ge.vlist = makeVList();
+          ge.detail = h("tr", "onb-group-detail");
+          const td = h("td");
+          td.colSpan = 5;
+          td.append(ge.vlist.wrap);
+          ge.detail.append(td);
+        }
+        setVListRuns(ge.vlist, g.runs);
+        want.push(ge.detail);
+      } else if (ge.detail) {
+        ge.detail.remove();
+        ge.detail = null;
+        ge.vlist = null;
+      }
+    }
+    // move nodes only when the order changed: moving a scrolled list would reset its scroll
+    let cursor = tbody.firstChild;
+    for (const node of want) {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else tbody.insertBefore(node, cursor);
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+    const opened = reveal !== null && groupEls.get(reveal);
+    reveal = null;
+    if (opened && opened.detail) opened.detail.scrollIntoView({ block: "nearest" });
   }
 
-  function paintList(v) {
+  function errorLines(text) {
+    let n = 1;
+    for (let i = 0; i < text.length && n < ERR_MAX_LINES; i++) if (text.charCodeAt(i) === 10) n++;
+    return Math.min(n, ERR_MAX_LINES);
+  }
+
+  function itemHeight(r) {
+    return failedWithError(r) ? VROW_H + errorLines(String(r.error)) * ERR_LINE_H + 14 : VROW_H;
+  }
+
+  function makeVList() {
+    const wrap = h("div", "onb-vwrap");
+    const head = h("div", "onb-vrow onb-vhead");
+    for (const text of ["Run", "State", "Started", "Duration", "Attempts"]) head.append(h("span", null, text));
+    const box = h("div", "onb-vlist");
+    box.tabIndex = 0;
+    const inner = h("div", "onb-vlist-inner");
+    box.append(inner);
+    wrap.append(head, box);
+    const v = { wrap, box, inner, runs: [], offsets: new Float64Array(1), height: 0, first: -1, last: -1 };
+    box.addEventListener("scroll", () => paintVList(v, false));
+    return v;
+  }
+
+  function setVListRuns(v, runs) {
+    v.runs = runs;
+    const offsets = new Float64Array(runs.length + 1);
+    for (let i = 0; i < runs.length; i++) offsets[i + 1] = offsets[i] + itemHeight(runs[i]);
+    v.offsets = offsets;
+    const full = offsets[runs.length];
+    v.inner.style.height = `${full}px`;
+    v.height = Math.min(full, VLIST_MAX_H);
+    v.box.style.height = `${v.height + 2}px`; // + the 1px borders
+    paintVList(v, true);
+  }
+
+  /** First index i with offsets[i] > value. */
+  function upperBound(offsets, value) {
+    let lo = 0;
+    let hi = offsets.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (offsets[mid] > value) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  function paintVList(v, force) {
+    const n = v.runs.length;
     const top = v.box.scrollTop;
-    const height = v.box.clientHeight || 10 * ROW_H;
-    const first = Math.max(0, Math.floor(top / ROW_H) - 5);
-    const last = Math.min(v.runs.length, Math.ceil((top + height) / ROW_H) + 5);
-    clear(v.inner);
+    const first = Math.max(0, upperBound(v.offsets, top) - 1 - VBUFFER);
+    const last = Math.min(n, upperBound(v.offsets, top + v.height) + VBUFFER);
+    if (!force && first === v.first && last === v.last) return;
+    v.first = first;
+    v.last = last;
+    const run = model.get("run") || {};
+    const now = snapshotNow();
+    const frag = document.createDocumentFragment();
     for (let i = first; i < last; i++) {
       const r = v.runs[i];
-      const row = h("div", "onb-vrow");
-      row.style.top = `${i * ROW_H}px`;
-      row.dataset.name = r.name;
-      row.appendChild(h("span", "onb-vname", r.name));
-      row.appendChild(badge(r.state, r.type));
-      const dur = r.start ? (r.end || model.get("now")) - r.start : null;
-      row.appendChild(h("span", "onb-vdur", fmtDuration(dur)));
+      const item = h("div", "onb-vitem");
+      item.style.top = `${v.offsets[i]}px`;
+      item.style.height = `${v.offsets[i + 1] - v.offsets[i]}px`;
+      item.dataset.name = r.name;
+      if (i % 2) item.classList.add("onb-odd");
+      const line = h("div", "onb-vrow");
+      const name = h("span", "onb-vname", r.name);
+      name.title = r.name;
+      line.append(name, badge(r.state, r.type));
+      const offset = isNum(r.start) && isNum(run.start) ? r.start - run.start : null;
+      line.append(h("span", "onb-vstart", offset === null ? "–" : `+${formatDuration(offset)}`));
+      const dur = isNum(r.start) ? (isNum(r.end) ? r.end : now) - r.start : null;
+      line.append(h("span", "onb-vdur", formatDuration(dur)));
       const tries = r.attempts.length;
-      row.appendChild(h("span", "onb-vtries", tries > 1 ? `${tries} attempts` : ""));
-      if (r.error) row.title = r.error;
-      v.inner.appendChild(row);
+      line.append(h("span", `onb-vtries${tries > 1 ? " onb-retried" : ""}`, tries ? String(tries) : "–"));
+      item.append(line);
+      if (failedWithError(r)) {
+        item.classList.add("onb-vitem-error");
+        const pre = h("pre", "onb-error-text", r.error);
+        pre.style.height = `${errorLines(String(r.error)) * ERR_LINE_H + 8}px`;
+        item.append(pre);
+      }
+      frag.append(item);
     }
+    clear(v.inner);
+    v.inner.append(frag);
   }
 
-  function ordered(rows) {
-    // subflows first by their place in time, their task runs right below them
-    const byParent = new Map();
-    for (const r of rows) {
-      const p = r.parent || "";
-      if (!byParent.has(p)) byParent.set(p, []);
-      byParent.get(p).push(r);
+  // --- timeline -------------------------------------------------------------------------------
+  /** Runs in drawing order: by start, each subflow followed by its own runs. */
+  function ordered(all) {
+    const ids = new Set();
+    for (const r of all) if (r.kind === "flow") ids.add(r.id);
+    const kids = new Map();
+    for (const r of all) {
+      const p = r.parent !== null && ids.has(r.parent) ? r.parent : "";
+      let list = kids.get(p);
+      if (!list) kids.set(p, (list = []));
+      list.push(r);
     }
-    for (const list of byParent.values()) list.sort((a, b) => (a.start ?? Infinity) - (b.start ?? Infinity));
+    const startOf = (r) => (isNum(r.start) ? r.start : Infinity);
+    for (const list of kids.values()) {
+      list.sort((a, b) => {
+        const sa = startOf(a);
+        const sb = startOf(b);
+        return sa === sb ? a.index - b.index : sa < sb ? -1 : 1;
+      });
+    }
     const out = [];
-    const visit = (p) => {
-      for (const r of byParent.get(p) || []) {
-        out.push(r);
-        if (r.kind === "flow") visit(r.id);
+    const seen = new Set();
+    const visit = (p, depth) => {
+      for (const r of kids.get(p) || []) {
+        if (seen.has(r.id)) continue; // a malformed parent cycle must not hang the view
+        seen.add(r.id);
+        out.push({ r, depth: Math.max(depth, r.depth) });
+        if (r.kind === "flow" && !collapsedFlows.has(r.id)) visit(r.id, depth + 1);
       }
     };
-    visit("");
-    if (out.length < rows.length) {
-      const seen = new Set(out.map((r) => r.id));
-      for (const r of rows) if (!seen.has(r.id)) out.push(r);
-    }
+    visit("", 0);
     return out;
   }
 
-  function drawTimeline(rows) {
-    const list = ordered(rows);
-    timelineWrap.dataset.runs = String(list.filter((r) => r.kind === "task").length);
-    clear(timelineWrap);
-    if (!list.length) {
-      timelineWrap.appendChild(h("div", "onb-empty", "No task runs yet."));
-      return;
+  let measure = null;
+
+  /** ``text`` shortened with an ellipsis to fit ``width`` px in the timeline's label font. */
+  function fit(text, width) {
+    if (!measure) {
+      measure = document.createElement("canvas").getContext("2d");
+      if (!measure) return text;
+      const family = getComputedStyle(root).getPropertyValue("--onb-mono").trim() || "monospace";
+      measure.font = `11px ${family}`;
     }
-    const now = Math.max(model.get("now") || 0, 0);
-    let t0 = Infinity;
-    let t1 = -Infinity;
-    for (const r of list) {
-      if (r.start !== null && r.start !== undefined) t0 = Math.min(t0, r.start);
-      t1 = Math.max(t1, r.end || now);
+    if (measure.measureText(text).width <= width) return text;
+    let lo = 0;
+    let hi = text.length;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (measure.measureText(`${text.slice(0, mid)}…`).width <= width) lo = mid;
+      else hi = mid - 1;
     }
+    return `${text.slice(0, lo)}…`;
+  }
+
+  function palette() {
+    const style = getComputedStyle(root);
+    const colors = {};
+    for (const key of PALETTE_KEYS) colors[key] = style.getPropertyValue(`--onb-${key}`).trim() || "#8c959f";
+    colors.grid = style.getPropertyValue("--onb-grid").trim() || "#e5e7eb";
+    colors.muted = style.getPropertyValue("--onb-fg2").trim() || "#6b7280";
+    return colors;
+  }
+
+  function drawTimeline() {
+    const all = rows();
+    const nTasks = all.reduce((n, r) => n + (r.kind === "task" ? 1 : 0), 0);
+    timeline.dataset.runs = String(nTasks);
+    clear(timeline);
+    timelineTitle.hidden = all.length === 0;
+    if (!all.length) return;
     const run = model.get("run") || {};
-    if (run.start) t0 = Math.min(t0, run.start);
-    if (!isFinite(t0)) t0 = now;
-    if (!(t1 > t0)) t1 = t0 + 1;
-    const width = Math.max(320, (timelineWrap.clientWidth || root.clientWidth || 800) - 4);
-    const plotW = width - LABEL_W - 8;
-    const x = (t) => LABEL_W + ((t - t0) / (t1 - t0)) * plotW;
-    const rowH = BAR_H + BAR_GAP;
-    if (list.length > SVG_LIMIT) {
-      const canvas = document.createElement("canvas");
-      const ch = Math.min(list.length * 2, 4000);
-      canvas.width = width;
-      canvas.height = ch;
-      canvas.className = "onb-canvas";
-      const ctx = canvas.getContext("2d");
-      const per = ch / list.length;
-      list.forEach((r, i) => {
-        const segs = r.attempts.length ? r.attempts : r.start ? [[r.start, r.end, r.type]] : [];
-        segs.forEach((a, j) => {
-          const last = j === segs.length - 1;
-          ctx.fillStyle = last ? colorFor(r.state, r.type) : colorFor(null, a[2]);
-          const xa = x(a[0]);
-          ctx.fillRect(xa, i * per, Math.max(1, x(a[1] || now) - xa), Math.max(1, per));
-        });
-      });
-      timelineWrap.appendChild(canvas);
-      timelineWrap.appendChild(h("div", "onb-note", `${list.length} runs drawn as a density view; expand a task in the table for details.`));
+    const now = snapshotNow();
+    const list = ordered(all);
+
+    let t0 = isNum(run.start) ? run.start : Infinity;
+    let t1 = isNum(run.end) ? run.end : -Infinity;
+    for (const r of all) {
+      for (const [a, b] of segmentsOf(r)) {
+        t0 = Math.min(t0, a);
+        t1 = Math.max(t1, isNum(b) ? b : now);
+      }
+    }
+    if (!TERMINAL.has(run.state_type) && isNum(run.start)) t1 = Math.max(t1, now);
+    if (!Number.isFinite(t0)) t0 = now;
+    if (!(t1 > t0)) t1 = t0 + 1000;
+
+    const width = Math.max(420, panels.overview.clientWidth || root.clientWidth || 860);
+    const labelW = Math.round(Math.min(230, Math.max(120, width * 0.24)));
+    const x0 = labelW + 10;
+    const plotW = width - x0 - 14;
+    const x = (t) => x0 + ((t - t0) / (t1 - t0)) * plotW;
+    const step = niceStep(t1 - t0, Math.max(3, Math.floor(plotW / 90)));
+    const ticks = [];
+    for (let v = 0; v <= t1 - t0 + 1e-9; v += step) ticks.push(v);
+
+    // the axis stays visible while the runs scroll under it
+    const axis = svg("svg", { class: "onb-tl-axis", width, height: AXIS_H });
+    axis.append(svg("line", { class: "onb-axis-line", x1: x0, x2: x0 + plotW, y1: AXIS_H - 0.5, y2: AXIS_H - 0.5 }));
+    for (const v of ticks) {
+      const tx = x(t0 + v);
+      const anchor = tx - x0 < 20 ? "start" : x0 + plotW - tx < 20 ? "end" : "middle";
+      axis.append(svg("text", { class: "onb-axis-label", x: tx, y: AXIS_H - 7, "text-anchor": anchor }, formatTick(v, step)));
+      axis.append(svg("line", { class: "onb-axis-tick", x1: tx, x2: tx, y1: AXIS_H - 4, y2: AXIS_H }));
+    }
+    const axisLabel = svg("text", { class: "onb-axis-label onb-axis-caption", x: 6, y: AXIS_H - 7 }, `${plural(nTasks, "task run")}`);
+    axis.append(axisLabel);
+    timeline.append(axis);
+
+    if (all.length > SVG_LIMIT) {
+      drawCanvas(list, { width, x, ticks, t0, now, nTasks });
       return;
     }
-    const svg = s("svg", { width, height: list.length * rowH + 24, class: "onb-svg" });
-    // long names are clipped at the label column instead of running into the bars
-    const clipId = `onb-clip-${instance}`;
-    const defs = s("defs");
-    const clip = s("clipPath", { id: clipId });
-    clip.appendChild(s("rect", { x: 0, y: -2, width: LABEL_W - 8, height: list.length * rowH + 4 }));
-    defs.appendChild(clip);
-    svg.appendChild(defs);
-    // time axis
-    const axis = s("g", { class: "onb-axis" });
-    for (let k = 0; k <= 4; k++) {
-      const t = t0 + ((t1 - t0) * k) / 4;
-      const tx = x(t);
-      axis.appendChild(s("line", { x1: tx, x2: tx, y1: 0, y2: list.length * rowH, class: "onb-grid" }));
-      const label = s("text", { x: tx, y: list.length * rowH + 16, class: "onb-axis-label", "text-anchor": k === 0 ? "start" : k === 4 ? "end" : "middle" });
-      label.textContent = fmtDuration(t - t0);
-      axis.appendChild(label);
+
+    const height = list.length * TL_ROW_H + 6;
+    const chart = svg("svg", { class: "onb-svg", width, height });
+    const clipId = `${uid}-clip`;
+    const defs = svg("defs");
+    const clip = svg("clipPath", { id: clipId });
+    clip.append(svg("rect", { x: 0, y: 0, width: labelW, height }));
+    defs.append(clip);
+    chart.append(defs);
+    const grid = svg("g", { class: "onb-grid" });
+    for (const v of ticks) {
+      const tx = x(t0 + v);
+      grid.append(svg("line", { x1: tx, x2: tx, y1: 0, y2: height }));
     }
-    svg.appendChild(axis);
-    list.forEach((r, i) => {
-      const g = s("g", { class: r.kind === "flow" ? "onb-subflow" : "onb-run", transform: `translate(0, ${i * rowH})` });
+    chart.append(grid);
+    const running = !TERMINAL.has(run.state_type) && isNum(run.start);
+    if (running) {
+      chart.append(svg("line", { class: "onb-now", x1: x(now), x2: x(now), y1: 0, y2: height }));
+    }
+
+    const barY = (TL_ROW_H - TL_BAR_H) / 2;
+    list.forEach(({ r, depth }, i) => {
+      const flow = r.kind === "flow";
+      const g = svg("g", { class: flow ? "onb-subflow" : "onb-run", transform: `translate(0,${i * TL_ROW_H + 3})` });
       g.dataset.name = r.name;
-      g.dataset.state = r.state;
-      const label = s("text", { x: 4 + r.depth * 12, y: BAR_H - 2, class: "onb-bar-label", "clip-path": `url(#${clipId})` });
-      label.textContent = r.kind === "flow" ? `▾ ${r.task} (${r.name})` : r.name;
-      g.appendChild(label);
-      const segs = r.attempts.length ? r.attempts : r.start ? [[r.start, r.end, r.type]] : [];
-      segs.forEach((a, j) => {
-        const last = j === segs.length - 1;
-        const xa = x(a[0]);
-        const w = Math.max(2, x(a[1] || now) - xa);
-        const rect = s("rect", { x: xa, y: 0, width: w, height: BAR_H, rx: 2, class: "onb-bar" });
-        rect.style.fill = last ? colorFor(r.state, r.type) : colorFor(null, a[2]);
-        rect.dataset.attempt = String(j + 1);
-        const tip = s("title");
-        tip.textContent = `${r.name} — attempt ${j + 1}: ${last ? r.state : a[2]} (${fmtDuration((a[1] || now) - a[0])})`;
-        rect.appendChild(tip);
-        g.appendChild(rect);
+      g.dataset.state = r.state || "";
+      g.append(svg("rect", { class: "onb-track", x: 0, y: 0, width, height: TL_ROW_H }));
+      const label = svg("text", {
+        class: "onb-bar-label",
+        x: 6 + depth * TL_INDENT,
+        y: TL_ROW_H / 2,
+        "dominant-baseline": "central",
+        "clip-path": `url(#${clipId})`,
       });
-      const tip = s("title");
-      tip.textContent = `${r.name}: ${r.state}`;
-      label.appendChild(tip);
-      svg.appendChild(g);
+      if (flow) {
+        const folded = collapsedFlows.has(r.id);
+        label.append(svg("tspan", { class: "onb-fold" }, folded ? "▸ " : "▾ "));
+        g.addEventListener("click", () => {
+          if (collapsedFlows.has(r.id)) collapsedFlows.delete(r.id);
+          else collapsedFlows.add(r.id);
+          dirty.add("overview");
+          schedule();
+        });
+      }
+      if (flow && r.task && r.task !== r.name) {
+        // a subflow reads as "flow name · run name"
+        label.append(document.createTextNode(r.task));
+        label.append(svg("tspan", { class: "onb-flow-run" }, ` · ${r.name}`));
+      } else {
+        label.append(document.createTextNode(fit(r.name, labelW - 10 - depth * TL_INDENT)));
+      }
+      g.append(label);
+      const segs = segmentsOf(r);
+      const lines = [`${r.name} (${r.task})`, `${r.state || ""}`];
+      if (isNum(r.start)) lines[1] += ` · ${formatDuration((isNum(r.end) ? r.end : now) - r.start)}`;
+      if (segs.length > 1) lines.push(`${segs.length} attempts`);
+      if (failedWithError(r)) lines.push(String(r.error).split("\n")[0]);
+      g.append(svg("title", {}, lines.join("\n")));
+      if (flow) {
+        if (segs.length) {
+          const a = segs[0][0];
+          const b = segs[segs.length - 1][1];
+          const xa = x(a);
+          g.append(svg("rect", {
+            class: `onb-span onb-st-${stateKey(r.state, r.type)}`,
+            x: xa, y: barY, width: Math.max(2, x(isNum(b) ? b : now) - xa), height: TL_BAR_H, rx: 3,
+          }));
+        }
+      } else {
+        segs.forEach(([a, b, key], j) => {
+          const xa = x(a);
+          const xb = x(isNum(b) ? b : now);
+          if (j > 0) {
+            // the wait before a retry
+            const prev = segs[j - 1][1];
+            if (isNum(prev) && x(prev) < xa) {
+              g.append(svg("line", { class: "onb-wait", x1: x(prev), x2: xa, y1: TL_ROW_H / 2 - 3, y2: TL_ROW_H / 2 - 3 }));
+            }
+          }
+          const rect = svg("rect", { class: `onb-bar onb-st-${key}`, x: xa, y: barY, width: Math.max(2, xb - xa), height: TL_BAR_H, rx: 2 });
+          rect.dataset.attempt = String(j + 1);
+          const dur = formatDuration((isNum(b) ? b : now) - a);
+          const what = isNum(b) ? (key === "failed" && j < segs.length - 1 ? "failed" : key) : "running";
+          rect.append(svg("title", {}, `${r.name} — attempt ${j + 1} of ${segs.length}: ${what}, ${dur}`));
+          g.append(rect);
+        });
+        if (r.state === "AwaitingRetry" && segs.length) {
+          const prev = segs[segs.length - 1][1];
+          if (isNum(prev) && x(prev) < x(now)) {
+            g.append(svg("line", { class: "onb-wait", x1: x(prev), x2: x(now), y1: TL_ROW_H / 2 - 3, y2: TL_ROW_H / 2 - 3 }));
+          }
+        }
+      }
+      chart.append(g);
     });
-    timelineWrap.appendChild(svg);
+    timeline.append(chart);
   }
 
-  function drawErrors(rows) {
-    clear(errorsWrap);
-    const failed = rows.filter((r) => r.error && r.type !== "COMPLETED");
-    if (!failed.length) return;
-    errorsWrap.appendChild(h("div", "onb-section-title", `Errors (${failed.length})`));
-    for (const r of failed.slice(0, 20)) {
-      const d = h("details", "onb-error");
-      const sum = h("summary");
-      sum.append(h("span", "onb-error-name", r.name), badge(r.state, r.type));
-      d.appendChild(sum);
-      d.appendChild(h("pre", "onb-error-text", r.error));
-      errorsWrap.appendChild(d);
+  function drawCanvas(list, geo) {
+    const { width, x, ticks, t0, now, nTasks } = geo;
+    const colors = palette();
+    const cssH = Math.max(160, Math.min(300, Math.ceil(list.length / 30)));
+    const dpr = window.devicePixelRatio || 1;
+    const canvas = h("canvas", "onb-canvas");
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(cssH * dpr);
+    canvas.style.width = `${width}px`;
+    canvas.style.height = `${cssH}px`;
+    const ctx = canvas.getContext("2d");
+    if (ctx) {
+      ctx.scale(dpr, dpr);
+      ctx.strokeStyle = colors.grid;
+      ctx.lineWidth = 1;
+      for (const v of ticks) {
+        const tx = Math.round(x(t0 + v)) + 0.5;
+        ctx.beginPath();
+        ctx.moveTo(tx, 0);
+        ctx.lineTo(tx, cssH);
+        ctx.stroke();
+      }
+      const per = cssH / list.length;
+      const hgt = Math.max(per, 0.75);
+      list.forEach(({ r }, i) => {
+        const y = i * per;
+        for (const [a, b, key] of segmentsOf(r)) {
+          const xa = x(a);
+          ctx.fillStyle = colors[key] || colors.unknown;
+          ctx.fillRect(xa, y, Math.max(1, x(isNum(b) ? b : now) - xa), hgt);
+        }
+      });
+      ctx.fillStyle = colors.muted;
+      ctx.font = "11px sans-serif";
+      ctx.textBaseline = "top";
+      ctx.fillText("first started", 6, 2);
+      ctx.textBaseline = "bottom";
+      ctx.fillText(`last (#${list.length.toLocaleString("en-US")})`, 6, cssH - 2);
     }
-    if (failed.length > 20) errorsWrap.appendChild(h("div", "onb-note", `… and ${failed.length - 20} more`));
+    // the tooltip names the run under the pointer (text only)
+    canvas.addEventListener("mousemove", (e) => {
+      const i = Math.min(list.length - 1, Math.max(0, Math.floor((e.offsetY / cssH) * list.length)));
+      const r = list[i].r;
+      const dur = isNum(r.start) ? formatDuration((isNum(r.end) ? r.end : now) - r.start) : "not started";
+      canvas.title = `${r.name} (${r.task}): ${r.state} · ${dur}`;
+    });
+    timeline.append(canvas);
+    timeline.append(
+      h("div", "onb-note", `${plural(nTasks, "task run")} drawn as a density view, one line per run by start time. Expand a task above to see its runs.`),
+    );
   }
 
-  function fmtTime(ms) {
-    const d = new Date(ms);
-    return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  // --- transitions and logs ---------------------------------------------------------------------
+  /** Keeps a capped, newest-last list in sync, appending only what is new when it can. */
+  function feed(container, empty, keyOf, build) {
+    let keys = [];
+    let nodes = [];
+    return (list) => {
+      if (list.length > CAP) list = list.slice(-CAP);
+      const next = list.map(keyOf);
+      let drop = -1;
+      if (keys.length && next.length) {
+        drop = keys.indexOf(next[0]);
+        if (drop >= 0) {
+          const overlap = keys.length - drop;
+          if (overlap > next.length) drop = -1;
+          else for (let i = 0; i < overlap; i++) if (keys[drop + i] !== next[i]) { drop = -1; break; }
+        }
+      }
+      if (drop < 0) {
+        clear(container);
+        nodes = list.map(build);
+        container.append(...nodes);
+      } else {
+        const overlap = keys.length - drop;
+        for (let i = 0; i < drop; i++) nodes[i].remove();
+        const added = list.slice(overlap).map(build);
+        container.append(...added);
+        nodes = nodes.slice(drop).concat(added);
+      }
+      keys = next;
+      empty.hidden = list.length > 0;
+    };
   }
 
-  function drawTransitions() {
-    const list = model.get("transitions") || [];
-    clear(transitionsList);
-    for (const t of list) {
-      const row = h("div", "onb-transition");
-      row.appendChild(h("span", "onb-time", fmtTime(t.ts)));
-      row.appendChild(h("span", "onb-tname", t.run));
-      const arrow = h("span", "onb-arrow");
-      arrow.append(h("span", null, t.from || "·"), h("span", null, " → "), badge(t.to, t.type));
-      row.appendChild(arrow);
-      if (t.rule) row.appendChild(h("span", "onb-rule", t.rule));
-      if (t.message) row.appendChild(h("span", "onb-reason", t.message));
-      transitionsList.appendChild(row);
-    }
-    if (!list.length) transitionsList.appendChild(h("div", "onb-empty", "No transitions yet."));
+  /** Runs an update and keeps the panel scrolled to the newest entry if it was there. */
+  function stick(panel, update) {
+    const atBottom = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 24 || !panel.dataset.seen;
+    update();
+    panel.dataset.seen = "1";
+    if (atBottom) panel.scrollTop = panel.scrollHeight;
   }
 
-  function drawLogs() {
-    const list = model.get("logs") || [];
-    clear(logsList);
-    for (const l of list) {
-      const row = h("div", `onb-log onb-log-${String(l.level || "").toLowerCase()}`);
-      row.appendChild(h("span", "onb-time", fmtTime(l.ts)));
-      row.appendChild(h("span", "onb-level", l.level));
-      row.appendChild(h("span", "onb-tname", l.run));
-      row.appendChild(h("span", "onb-logmsg", l.message));
-      logsList.appendChild(row);
-    }
-    if (!list.length) logsList.appendChild(h("div", "onb-empty", "No log records."));
-    tabButtons.logs.textContent = list.length ? `Logs (${list.length})` : "Logs";
-  }
+  const transitionsFeed = feed(
+    transitionsList,
+    transitionsEmpty,
+    (t) => `${t.ts}|${t.run}|${t.from}|${t.to}|${t.rule}|${t.message}`,
+    (t) => {
+      const row = h("div", `onb-transition onb-kind-${t.kind === "flow" ? "flow" : "task"}`);
+      row.append(h("span", "onb-time", formatClock(t.ts)));
+      const name = h("span", "onb-tname", t.run);
+      name.title = t.run || "";
+      row.append(name);
+      const change = h("span", "onb-change");
+      change.append(h("span", "onb-from", t.from || "–"), h("span", "onb-arrow", "→"), badge(t.to, t.type));
+      row.append(change);
+      const decision = h("span", "onb-decision");
+      let reason = t.message ? String(t.message) : "";
+      if (t.rule) {
+        // the reason may already start with the rule's name: don't say it twice
+        if (reason.startsWith(`${t.rule}:`)) reason = reason.slice(t.rule.length + 1).trimStart();
+        decision.append(h("span", "onb-rule", t.rule));
+        if (reason) decision.append(document.createTextNode(": "));
+      }
+      if (reason) decision.append(h("span", "onb-reason", reason));
+      row.append(decision);
+      return row;
+    },
+  );
 
-  function draw() {
-    renders += 1;
-    el.dataset.renders = String(renders);
-    drawHeader();
-    const rows = rowsOf(model);
-    drawGroups(rows);
-    drawTimeline(rows);
-    drawErrors(rows);
-    drawTransitions();
-    drawLogs();
-    const run = model.get("run") || {};
-    root.dataset.state = run.state_name || "";
-  }
+  const logsFeed = feed(
+    logsList,
+    logsEmpty,
+    (l) => `${l.ts}|${l.level}|${l.run}|${l.message}`,
+    (l) => {
+      const level = String(l.level || "");
+      const row = h("div", `onb-log onb-log-${level.toLowerCase().replace(/[^a-z]/g, "")}`);
+      row.append(h("span", "onb-time", formatClock(l.ts)), h("span", "onb-level", level));
+      const name = h("span", "onb-tname", l.run);
+      name.title = l.run || "";
+      row.append(name, h("span", "onb-logmsg", l.message));
+      return row;
+    },
+  );
 
-  const names = ["run", "tasks", "task_columns", "transitions", "logs", "counts", "now", "total"];
-  for (const n of names) model.on(`change:${n}`, schedule);
+  // --- size and teardown --------------------------------------------------------------------------
+  let lastWidth = 0;
+  const resize = typeof ResizeObserver === "function"
+    ? new ResizeObserver(() => {
+        const w = root.clientWidth;
+        if (w && Math.abs(w - lastWidth) > 1) {
+          lastWidth = w;
+          dirty.add("overview");
+          schedule();
+        }
+      })
+    : null;
+  if (resize) resize.observe(root);
+
   draw();
 
-  // the elapsed clock ticks while the run is not finished
-  const ticker = setInterval(() => {
-    const run = model.get("run") || {};
-    if (!TERMINAL.has(run.state_type)) elapsed.textContent = fmtDuration(runElapsed());
-  }, 1000);
-
   return () => {
-    clearInterval(ticker);
+    if (clock !== null) clearInterval(clock);
+    clock = null;
+    el.dataset.clock = "stopped";
     if (frame !== null) cancelAnimationFrame(frame);
-    for (const n of names) model.off(`change:${n}`, schedule);
+    frame = null;
+    if (resize) resize.disconnect();
+    for (const [event, fn] of listeners) model.off(event, fn);
   };
 }
 

@@ -1,21 +1,22 @@
-"""Real Chromium for the widget tests (Playwright driving Debian's /usr/bin/chromium).
+"""Real Chromium for the widget tests: Playwright driving Debian's /usr/bin/chromium.
 
-Skips when Chromium is missing on a laptop; in CI (CI=true) a missing browser fails.
+The fast layer serves ``extensions/`` and a generated ``index.html`` from ``http.server`` on
+127.0.0.1; the page builds a fake anywidget model and renders ``runview.js`` into ``#root``.
+Every request that does not go to that server is blocked. Without Chromium the browser tests
+skip on a laptop and fail in CI (``CI=true``), where the browser must be installed.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
-import shutil
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import require_or_skip
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,82 +33,150 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
+# A notebook cell is about 900 px wide. The fake model behaves like anywidget's: ``set`` stores
+# the value and fires ``change:<name>`` synchronously; ``on`` / ``off`` manage listeners.
 INDEX = """<!doctype html>
-<html><head><meta charset="utf-8"><link rel="stylesheet" href="runview.css">
-<style>body { font-family: sans-serif; margin: 16px; width: 900px; }</style></head>
+<html><head><meta charset="utf-8"><title>RunView</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="runview.css">
+<style>
+  body { margin: 16px; width: 900px; background: var(--jp-layout-color0, #fff); }
+  body[data-jp-theme-light="false"] {
+    --jp-layout-color0: #111111; --jp-layout-color1: #1e1e1e; --jp-layout-color2: #2b2b2b;
+    --jp-ui-font-color1: rgba(255,255,255,.87); --jp-ui-font-color2: rgba(255,255,255,.62);
+    --jp-ui-font-color3: rgba(255,255,255,.42); --jp-border-color2: #3d3d3d;
+    --jp-border-color3: #2f2f2f; --jp-brand-color1: #4a9eff;
+  }
+</style></head>
 <body><div id="root"></div>
 <script type="module">
 import widget from "./runview.js";
 const listeners = {};
-const data = {run: {}, task_columns: [], tasks: [], transitions: [], logs: [], counts: {}, now: 0, total: 0};
-window.__model = {
-  get: (k) => data[k],
-  set: (k, v) => { data[k] = v; (listeners["change:" + k] || []).slice().forEach((f) => f()); },
-  on: (e, f) => { (listeners[e] = listeners[e] || []).push(f); },
-  off: (e, f) => { listeners[e] = (listeners[e] || []).filter((x) => x !== f); },
+const data = {run: {}, task_columns: [], tasks: [], transitions: [], logs: [], counts: {},
+              now: 0, total: 0};
+const model = {
+  get: (name) => data[name],
+  set: (name, value) => {
+    data[name] = value;
+    for (const fn of (listeners["change:" + name] || []).slice()) fn(model, value);
+  },
+  on: (event, fn) => { (listeners[event] = listeners[event] || []).push(fn); },
+  off: (event, fn) => {
+    listeners[event] = (listeners[event] || []).filter((f) => f !== fn);
+  },
   save_changes: () => {},
   send: () => {},
 };
-window.__setAll = (snap) => { for (const [k, v] of Object.entries(snap)) window.__model.set(k, v); };
-window.__cleanup = widget.render({model: window.__model, el: document.getElementById("root")});
+window.__model = model;
+window.__setAll = (snapshot) => {
+  for (const [name, value] of Object.entries(snapshot)) model.set(name, value);
+};
+window.__frames = (n) => new Promise((resolve) => {
+  const step = () => (--n <= 0 ? resolve() : requestAnimationFrame(step));
+  requestAnimationFrame(step);
+});
+window.__cleanup = widget.render({model, el: document.getElementById("root")});
 window.__ready = true;
 </script></body></html>
 """
 
 
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
 @pytest.fixture(scope="session")
-def widget_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    site = tmp_path_factory.mktemp("widget-site")
-    for name in ("runview.js", "runview.css"):
-        shutil.copy(EXTENSIONS / name, site / name)
-    (site / "index.html").write_text(INDEX)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            """Keep the test output free of request logs."""
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
-    finally:
-        server.shutdown()
-        server.server_close()
+def chromium() -> str:
+    """The Chromium executable; skips without it, except in CI, where that is a failure."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if _ci():
+        pytest.fail(
+            f"Chromium is required for the browser tests in CI (CI=true) but {CHROMIUM} is "
+            "missing; install it with `apt-get install -y chromium` (.ci/run does).",
+            pytrace=False,
+        )
+    pytest.skip(f"Chromium is not installed at {CHROMIUM}; the browser tests are skipped.")
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    # module scope: Playwright's sync API keeps an event loop running in the main thread while
-    # it is open, which would change what every later test sees
-    require_or_skip(Path(CHROMIUM).exists(), f"Chromium ({CHROMIUM})")
+def browser(chromium: str) -> Iterator[Any]:
+    """One headless Chromium per test module.
+
+    Not per session: while Playwright's sync API is open it keeps an asyncio event loop
+    running in the main thread, so ``asyncio.run()`` in any later test module would fail.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:
             b.close()
 
 
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves ``extensions/`` as it is on disk, plus the generated test page."""
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] in ("/", "/index.html"):
+            body = INDEX.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep request logs out of the test output."""
+
+
+@pytest.fixture(scope="session")
+def widget_server() -> Iterator[str]:
+    """Base URL of the page that renders the RunView module with a fake model."""
+    handler = functools.partial(_Handler, directory=str(EXTENSIONS))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="widget-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 @pytest.fixture
 def page(browser: Any, widget_server: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page with the widget rendered; a screenshot of it is kept per test.
+
+    ``page.errors`` collects uncaught JavaScript errors and ``page.dialogs`` every dialog
+    (``alert`` …) the page opened; a test that ends with JavaScript errors fails.
+    """
     context = browser.new_context(viewport={"width": 960, "height": 900})
     context.route(
         "**/*",
         lambda route: (
-            route.continue_() if route.request.url.startswith("http://127.0.0.1") else route.abort()
+            route.continue_()
+            if route.request.url.startswith(f"{widget_server}/")
+            else route.abort()
         ),
     )
     pg = context.new_page()
     errors: list[str] = []
     dialogs: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.goto(widget_server)
+    pg.goto(f"{widget_server}/index.html")
     pg.wait_for_function("window.__ready === true")
     pg.errors = errors  # type: ignore[attr-defined]
     pg.dialogs = dialogs  # type: ignore[attr-defined]
@@ -115,6 +184,8 @@ def page(browser: Any, widget_server: str, request: pytest.FixtureRequest) -> It
         yield pg
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
+        try:
+            pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        finally:
+            context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
