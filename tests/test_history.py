@@ -16,6 +16,7 @@ import pytest
 import orion_nb
 from orion_nb import flow, task
 from orion_nb.errors import ConfigurationError
+from orion_nb.store import database
 
 
 @task
@@ -204,10 +205,11 @@ def test_switching_databases_keeps_what_was_recorded(tmp_path: Path, db_path: Pa
     assert orion_nb.flow_runs().iloc[0]["parameters"] == {"n": 1}
 
 
-def test_schema_is_created_by_alembic_migrations(db_path: Path):
+def test_new_database_is_created_from_models_and_stamped_at_head(db_path: Path):
     squares(1)
     con = sqlite3.connect(db_path)
-    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0001"
+    version = con.execute("select version_num from alembic_version").fetchone()[0]
+    assert version == database.HEAD_REVISION
     tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
     assert {"flow_runs", "task_runs", "task_run_inputs", "states", "logs", "deployments"} <= tables
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"

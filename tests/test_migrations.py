@@ -49,3 +49,32 @@ def test_fresh_database_shortcut_matches_the_migrations(tmp_path: Path):
         }
 
     assert schema(a) == schema(b)
+
+
+def test_a_0001_database_upgrades_to_head_keeping_its_runs(tmp_path: Path):
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = database.create_engine(url)
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(database.MIGRATIONS_DIR))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(
+            sa.text(
+                "insert into flow_runs (id, flow_name, name, parameters, created, run_count, tags)"
+                " values ('00000000-0000-0000-0000-000000000001', 'etl', 'old-run', '{}',"
+                " '2026-01-01 00:00:00.000000', 1, '[]')"
+            )
+        )
+    with engine.begin() as conn:
+        database._migrate_conn(conn)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select name from flow_runs")).scalar_one() == "old-run"
+        cols = {c["name"] for c in sa.inspect(conn).get_columns("task_runs")}
+        version = conn.execute(sa.text("select version_num from alembic_version")).scalar_one()
+    engine.dispose()
+    assert {"host", "pid", "worker", "heartbeat_at"} <= cols
+    assert version == database.HEAD_REVISION

@@ -19,7 +19,7 @@ from orion_nb.settings import mask_url
 
 __all__ = ["HEAD_REVISION", "create_engine", "driver_url", "is_async", "migrate"]
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

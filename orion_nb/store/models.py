@@ -20,12 +20,22 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Deployment", "FlowRun", "Log", "StateRow", "TaskRun", "TaskRunInput"]
+__all__ = [
+    "Base",
+    "Deployment",
+    "FlowRun",
+    "Log",
+    "StateRow",
+    "TaskRun",
+    "TaskRunInput",
+    "WriteBatch",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s__%(column_0_N_name)s",
@@ -94,13 +104,18 @@ class Base(DeclarativeBase):
 
 class FlowRun(Base):
     __tablename__ = "flow_runs"
+    __table_args__ = (
+        # a scheduled slot is claimed by inserting its run: a second claim of the same slot
+        # (another serve process) fails on this key (NULLs, i.e. unscheduled runs, never clash)
+        UniqueConstraint("deployment_id", "expected_start_time"),
+    )
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
-    flow_name: Mapped[str] = mapped_column(String(200), index=True)
-    name: Mapped[str] = mapped_column(String(200))
+    flow_name: Mapped[str] = mapped_column(Text, index=True)
+    name: Mapped[str] = mapped_column(Text)
     parameters: Mapped[Any] = mapped_column(JSONType, default=dict)
     state_type: Mapped[str | None] = mapped_column(String(20))
-    state_name: Mapped[str | None] = mapped_column(String(40))
+    state_name: Mapped[str | None] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     start_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -109,10 +124,16 @@ class FlowRun(Base):
     parent_task_run_id: Mapped[str | None] = mapped_column(IdType, index=True)
     deployment_id: Mapped[str | None] = mapped_column(IdType)
     source: Mapped[str | None] = mapped_column(Text)
-    host: Mapped[str | None] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)
+    # opaque identity of the process start (so a reused pid is not taken for the same process)
+    pid_start: Mapped[str | None] = mapped_column(Text)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message: Mapped[str | None] = mapped_column(Text)
+    # the scheduled slot this run fills (deployment runs); None for runs started by hand
+    expected_start_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # a file the run left behind for people to read (e.g. the executed notebook)
+    output_path: Mapped[str | None] = mapped_column(Text)
 
 
 class TaskRun(Base):
@@ -121,21 +142,29 @@ class TaskRun(Base):
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
     flow_run_id: Mapped[str | None] = mapped_column(IdType, index=True)
-    task_name: Mapped[str] = mapped_column(String(200), index=True)
-    task_key: Mapped[str] = mapped_column(String(400))
-    dynamic_key: Mapped[str] = mapped_column(String(40))
-    name: Mapped[str] = mapped_column(String(200))
-    cache_key: Mapped[str | None] = mapped_column(String(200))
+    task_name: Mapped[str] = mapped_column(Text, index=True)
+    task_key: Mapped[str] = mapped_column(Text)
+    dynamic_key: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    cache_key: Mapped[str | None] = mapped_column(Text)
     cache_expiration: Mapped[datetime | None] = mapped_column(UTCDateTime)
     result_ref: Mapped[str | None] = mapped_column(Text)
     state_type: Mapped[str | None] = mapped_column(String(20))
-    state_name: Mapped[str | None] = mapped_column(String(40))
+    state_name: Mapped[str | None] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     start_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
     run_count: Mapped[int] = mapped_column(Integer, default=0)
     tags: Mapped[Any] = mapped_column(JSONType, default=list)
     message: Mapped[str | None] = mapped_column(Text)
+    # where the run executed: host and pid of the process that ran the user's code, and the
+    # task runner's worker (a Dask worker address, a process-pool pid) when it was not the
+    # flow's own process; heartbeat for standalone task runs (crash detection)
+    host: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    pid_start: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TaskRunInput(Base):
@@ -146,7 +175,7 @@ class TaskRunInput(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     task_run_id: Mapped[str] = mapped_column(IdType, index=True)
     upstream_task_run_id: Mapped[str] = mapped_column(IdType, index=True)
-    parameter: Mapped[str] = mapped_column(String(200))
+    parameter: Mapped[str] = mapped_column(Text)
 
 
 class StateRow(Base):
@@ -158,10 +187,10 @@ class StateRow(Base):
     run_id: Mapped[str] = mapped_column(IdType, index=True)
     run_kind: Mapped[str] = mapped_column(String(8))
     type: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     message: Mapped[str | None] = mapped_column(Text)
-    rule: Mapped[str | None] = mapped_column(String(80))
+    rule: Mapped[str | None] = mapped_column(Text)
 
 
 class Log(Base):
@@ -170,7 +199,7 @@ class Log(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     flow_run_id: Mapped[str | None] = mapped_column(IdType, index=True)
     task_run_id: Mapped[str | None] = mapped_column(IdType)
-    level: Mapped[str] = mapped_column(String(10))
+    level: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     message: Mapped[str] = mapped_column(Text)
 
@@ -181,10 +210,25 @@ class Deployment(Base):
     __tablename__ = "deployments"
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    flow_name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    flow_name: Mapped[str] = mapped_column(Text)
     path: Mapped[str] = mapped_column(Text)
-    schedule: Mapped[str | None] = mapped_column(String(200))
+    schedule: Mapped[str | None] = mapped_column(Text)
     parameters: Mapped[Any] = mapped_column(JSONType, default=dict)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WriteBatch(Base):
+    """One committed write transaction of a writer, inserted in that same transaction.
+
+    A batch whose commit was acknowledged by the server but lost on the way back (or a batch
+    replayed from the journal) is recognised by its id and not written twice, so states, logs
+    and edges (append-only rows) are stored exactly once without a unique key per row.
+    """
+
+    __tablename__ = "write_batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    rows: Mapped[int] = mapped_column(Integer, default=0)

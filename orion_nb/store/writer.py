@@ -575,6 +575,11 @@ class Writer:
                     "cache_key": None,
                     "cache_expiration": None,
                     "result_ref": None,
+                    "host": None,
+                    "pid": None,
+                    "pid_start": None,
+                    "worker": None,
+                    "heartbeat_at": None,
                 }
                 task_rows[rid] = row
                 dirty_tasks[rid] = row
@@ -593,6 +598,9 @@ class Writer:
                     "pid": pid,
                     "created": created,
                     "heartbeat_at": None,
+                    "pid_start": None,
+                    "expected_start_time": None,
+                    "output_path": None,
                     "state_type": None,
                     "state_name": None,
                     "start_time": None,

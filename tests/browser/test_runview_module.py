@@ -302,6 +302,7 @@ def test_timeline_rows_are_ordered_by_start(page: Page):
     rows[0][6] = NOW + 950
     rows[0][7] = [[NOW + 900, NOW + 950, "COMPLETED"]]
     push(page, snapshot(rows))
+    expect(page.locator("g.onb-run")).to_have_count(5)  # drawn on the next animation frame
     names = page.locator("g.onb-run").evaluate_all("gs => gs.map(g => g.dataset.name)")
     assert names == ["step-1", "step-2", "step-3", "step-4", "step-0"]
 
