@@ -713,7 +713,7 @@ def bench_history(rows: int, written: int, repeats: int) -> None:
     fid = new_id()
     base = time.time() - written * 1e-3
     w.put(("flow", fid, "history-bench", "big-run", {}, (), None, None, "bench", os.getpid(), base))
-    w.put(("state", fid, "flow", "RUNNING", "Running", base, None, None, 1))
+    w.put(("state", fid, "flow", "RUNNING", "Running", base, None, None, 1, None))
     put = w.put
     no_tags: frozenset[str] = frozenset()
     t0 = time.perf_counter()
@@ -721,12 +721,12 @@ def bench_history(rows: int, written: int, repeats: int) -> None:
         rid = new_id()
         ts = base + i * 1e-3
         put(("task", rid, fid, "step", "bench.step", str(i), f"step-{i}", no_tags, ts))
-        put(("state", rid, "task", "PENDING", "Pending", ts, None, None, 0))
-        put(("state", rid, "task", "RUNNING", "Running", ts + 1e-5, None, None, 1))
-        put(("state", rid, "task", "COMPLETED", "Completed", ts + 2e-4, None, None, 1))
+        put(("state", rid, "task", "PENDING", "Pending", ts, None, None, 0, None))
+        put(("state", rid, "task", "RUNNING", "Running", ts + 1e-5, None, None, 1, None))
+        put(("state", rid, "task", "COMPLETED", "Completed", ts + 2e-4, None, None, 1, None))
         if i % 20_000 == 19_999:
             w.flush()  # the producer waits here, as a flow's end would
-    w.put(("state", fid, "flow", "COMPLETED", "Completed", time.time(), None, None, 1))
+    w.put(("state", fid, "flow", "COMPLETED", "Completed", time.time(), None, None, 1, None))
     w.flush()
     write_s = time.perf_counter() - t0
     w.close()

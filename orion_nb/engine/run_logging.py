@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Any
 
+from orion_nb._events import log_event
 from orion_nb.engine import recorder
 from orion_nb.engine.context import current_flow_run, current_task_run
 
@@ -43,11 +44,18 @@ class _RecordHandler(logging.Handler):
             msg = record.getMessage()
         except Exception:  # pragma: no cover - malformed user format
             msg = str(record.msg)
-        ev = ("log", flow_run_id, task_run_id, record.levelname, record.created, msg)
+        ev = log_event(
+            flow_run_id,
+            task_run_id,
+            record.levelname,
+            record.created,
+            msg,
+            getattr(record, "run_name", ""),
+        )
         recorder.emit(ev)
         view = getattr(record, "orion_view", None)
         if view is not None:
-            view.on_event((*ev, getattr(record, "run_name", "")))
+            view.on_event(ev)
 
 
 class _ConsoleFilter(logging.Filter):

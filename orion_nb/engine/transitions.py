@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from orion_nb._events import error_text
 from orion_nb.engine import recorder
 from orion_nb.orchestration.policies import CompiledPolicy
 from orion_nb.orchestration.rules import Decision, DecisionKind, RunConfig, TransitionContext
-from orion_nb.orchestration.states import State
+from orion_nb.orchestration.states import State, StateType
 
 __all__ = ["Run", "propose", "record"]
+
+_FAILED_TYPES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 
 class Run:
@@ -36,23 +39,25 @@ def record(run: Run, state: State) -> None:
     """Make ``state`` the run's state and tell the store and the live view."""
     state.run_id = run.id
     run.state = state
-    # the store gets the fields, not the State: a queued event must not keep a result alive
-    recorder.emit(
-        (
-            "state",
-            run.id,
-            run.kind,
-            state.type._value_,
-            state.name,
-            state.ts,
-            state.message,
-            state.rule,
-            run.run_count,
-        )
+    t = state.type
+    # the event gets the fields, not the State: a queued event must not keep a result alive;
+    # a failure carries its formatted traceback for views (off the success path)
+    ev = (
+        "state",
+        run.id,
+        run.kind,
+        t._value_,
+        state.name,
+        state.ts,
+        state.message,
+        state.rule,
+        run.run_count,
+        error_text(state.data) if t in _FAILED_TYPES and state.has_data() else None,
     )
+    recorder.emit(ev)
     view = run.view
     if view is not None:
-        view.on_event(("state", run.id, run.kind, state, run.run_count))
+        view.on_event(ev)
 
 
 def propose(

@@ -92,7 +92,7 @@ class TextView:
 
     def on_event(self, ev: tuple[Any, ...]) -> None:
         if ev[0] == "state" and ev[2] == "task":
-            self.task_states[ev[1]] = ev[3].name
+            self.task_states[ev[1]] = ev[4]
 
     def close(self) -> None:
         self._done.set()

@@ -8,7 +8,6 @@ live. Times in the snapshot are epoch milliseconds, as the front-end expects.
 from __future__ import annotations
 
 import time
-import traceback
 from collections import deque
 from typing import Any
 
@@ -36,16 +35,6 @@ MAX_TRANSITIONS = 500
 MAX_LOGS = 500
 
 
-def format_error(exc: Any, limit: int = 4000) -> str | None:
-    """``Type: message`` and the user's traceback, trimmed for display."""
-    if not isinstance(exc, BaseException):
-        return None if exc is None else str(exc)[:limit]
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if len(text) > limit:
-        text = "…\n" + text[-limit:]
-    return text
-
-
 class RunModel:
     """Aggregates the events of one top-level flow run (and its subflows)."""
 
@@ -67,7 +56,7 @@ class RunModel:
         kind = ev[0]
         self.version += 1
         if kind == "state":
-            self._state(ev[1], ev[2], ev[3])
+            self._state(ev[1], ev[2], ev[3], ev[4], ev[5], ev[6], ev[7], ev[9])
         elif kind == "task":
             _, rid, flow_run_id, task_name, task_key, _dyn, name, _tags, _created = ev
             self.names[rid] = name
@@ -134,11 +123,20 @@ class RunModel:
                 {"ts": ev[4] * 1000.0, "level": ev[3], "run": run_name, "message": str(ev[5])}
             )
 
-    def _state(self, run_id: str, run_kind: str, st: Any) -> None:
-        ts = st.ts * 1000.0
-        tname = st.type.value
+    def _state(
+        self,
+        run_id: str,
+        run_kind: str,
+        tname: str,
+        sname: str,
+        ts_s: float,
+        message: str | None,
+        rule: str | None,
+        error: str | None,
+    ) -> None:
+        ts = ts_s * 1000.0
         prev = self.last_state.get(run_id)
-        self.last_state[run_id] = st.name
+        self.last_state[run_id] = sname
         name = self.names.get(run_id, run_id[-8:])
         if run_id in self.mirrors:
             return
@@ -148,31 +146,31 @@ class RunModel:
                 "run": name,
                 "kind": run_kind,
                 "from": prev,
-                "to": st.name,
+                "to": sname,
                 "type": tname,
-                "rule": st.rule,
-                "message": st.message,
+                "rule": rule,
+                "message": message,
             }
         )
         if run_kind == "flow" and run_id == self.root_id:
             run = self.run
             run["state_type"] = tname
-            run["state_name"] = st.name
+            run["state_name"] = sname
             if tname == "RUNNING" and run["start"] is None:
                 run["start"] = ts
             if tname in _TERMINAL:
                 run["end"] = ts
-                run["message"] = st.message
+                run["message"] = message
             return
         row = self.rows.get(run_id)
         if row is None:
             return
         row[_TYPE] = tname
-        row[_SNAME] = st.name
+        row[_SNAME] = sname
         attempts = row[_ATTEMPTS]
         if attempts and attempts[-1][1] is None and tname != "RUNNING":
             attempts[-1][1] = ts
-            attempts[-1][2] = "FAILED" if st.name == "AwaitingRetry" else tname
+            attempts[-1][2] = "FAILED" if sname == "AwaitingRetry" else tname
         if tname == "RUNNING":
             if row[_START] is None:
                 row[_START] = ts
@@ -182,8 +180,7 @@ class RunModel:
             if row[_START] is None:
                 row[_START] = ts
             if tname != "COMPLETED":
-                err = format_error(st.data) if st.has_data() else None
-                row[_ERROR] = err or st.message
+                row[_ERROR] = error or message
 
     # -- output -------------------------------------------------------------------------------
     def snapshot(self, now: float | None = None) -> dict[str, Any]:

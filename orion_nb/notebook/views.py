@@ -10,9 +10,9 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from orion_nb import history
+from orion_nb._events import state_event
 from orion_nb.errors import OrionNBError
 from orion_nb.notebook.model import RunModel
-from orion_nb.orchestration.states import State, StateType
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -114,17 +114,21 @@ def model_for(run_id: str) -> RunModel:
         events.append((_ts(t.created), 1, ev))
     run_counts: dict[str, int] = {}
     for s in states.itertuples():
-        st = State(
-            StateType(s.type),
-            str(s.name),
-            s.message if isinstance(s.message, str) else None,
-            rule=s.rule if isinstance(s.rule, str) else None,
-            ts=_ts(s.timestamp),
-            run_id=s.run_id,
-        )
-        if st.type is StateType.RUNNING:
+        if s.type == "RUNNING":
             run_counts[s.run_id] = run_counts.get(s.run_id, 0) + 1
-        events.append((st.ts, 3, ("state", s.run_id, s.run_kind, st, run_counts.get(s.run_id, 0))))
+        ts = _ts(s.timestamp)
+        message = s.message if isinstance(s.message, str) else None
+        ev = state_event(
+            s.run_id,
+            s.run_kind,
+            str(s.type),
+            str(s.name),
+            ts,
+            message,
+            s.rule if isinstance(s.rule, str) else None,
+            run_counts.get(s.run_id, 0),
+        )
+        events.append((ts, 3, ev))
     names = dict(zip(tasks["id"], tasks["name"], strict=False)) if not tasks.empty else {}
     names.update(dict(zip(flows["id"], flows["name"], strict=False)))
     for lg in logs.itertuples():

@@ -23,11 +23,13 @@ Event tuples (first item is the kind)::
 
     ("flow",  id, flow_name, name, parameters, tags, parent_task_run_id, source, host, pid, created)
     ("task",  id, flow_run_id, task_name, task_key, dynamic_key, name, tags, created)
-    ("state", run_id, kind, state_type, state_name, ts, message, rule, run_count)
+    ("state", run_id, kind, state_type, state_name, ts, message, rule, run_count, error)
     ("edge",  task_run_id, upstream_task_run_id, parameter)
-    ("log",   flow_run_id, task_run_id, level, ts, message)
+    ("log",   flow_run_id, task_run_id, level, ts, message, run_name)
     ("cache", task_run_id, cache_key, expires_at, result_ref)
     ("flush", concurrent.futures.Future)
+
+(declared, with their field types, in :mod:`orion_nb._events`).
 """
 
 from __future__ import annotations
@@ -533,7 +535,7 @@ class Writer:
         for ev in events:
             kind = ev[0]
             if kind == "state":
-                _, run_id, run_kind, t, state_name, ts, message, rule, run_count = ev
+                _, run_id, run_kind, t, state_name, ts, message, rule, run_count, _error = ev
                 rows = task_rows if run_kind == "task" else flow_rows
                 row = rows.get(run_id)
                 if row is None:
