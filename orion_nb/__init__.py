@@ -9,28 +9,66 @@ pandas DataFrames.
 Importing this package is cheap: no database, thread, pandas or SQLAlchemy until first use.
 """
 
-from __future__ import annotations
+import typing as _t
 
-from typing import Any
-
-from orion_nb.engine.cache import task_input_hash
+from orion_nb import errors, runtime
+from orion_nb.engine.annotations import allow_failure, quote, unmapped
+from orion_nb.engine.cache import (
+    DEFAULT,
+    FLOW_PARAMETERS,
+    INPUTS,
+    NONE,
+    RUN_ID,
+    TASK_SOURCE,
+    CachePolicy,
+    task_input_hash,
+)
 from orion_nb.engine.concurrency import set_concurrency_limit
+from orion_nb.engine.context import get_run_context
 from orion_nb.engine.flows import Flow, flow
-from orion_nb.engine.futures import FutureList, TaskFuture
-from orion_nb.engine.inputs import allow_failure, unmapped
+from orion_nb.engine.futures import FutureList, TaskFuture, as_completed, wait
 from orion_nb.engine.run_logging import get_run_logger
 from orion_nb.engine.runners import SequentialTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from orion_nb.engine.tags import tags
 from orion_nb.engine.tasks import Task, exponential_backoff, task
+from orion_nb.engine.views import register_view_factory as _register_view_factory
 from orion_nb.history import flow_runs, logs, states, task_inputs, task_runs
-from orion_nb.orchestration.states import State, StateType
+from orion_nb.orchestration.states import (
+    AwaitingRetry,
+    Cached,
+    Cancelled,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Running,
+    Scheduled,
+    State,
+    StateType,
+)
 from orion_nb.settings import configure
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT",
+    "FLOW_PARAMETERS",
+    "INPUTS",
+    "NONE",
+    "RUN_ID",
+    "TASK_SOURCE",
+    "AwaitingRetry",
+    "CachePolicy",
+    "Cached",
+    "Cancelled",
+    "Completed",
+    "Crashed",
+    "Failed",
     "Flow",
     "FutureList",
+    "Pending",
+    "Running",
+    "Scheduled",
     "SequentialTaskRunner",
     "State",
     "StateType",
@@ -40,13 +78,18 @@ __all__ = [
     "ThreadPoolTaskRunner",
     "__version__",
     "allow_failure",
+    "as_completed",
     "configure",
+    "errors",
     "exponential_backoff",
     "flow",
     "flow_runs",
+    "get_run_context",
     "get_run_logger",
     "load_ipython_extension",
     "logs",
+    "quote",
+    "runtime",
     "set_concurrency_limit",
     "states",
     "tags",
@@ -58,31 +101,42 @@ __all__ = [
     "unload_ipython_extension",
     "unmapped",
     "view",
+    "wait",
 ]
 
 
-def view(run_id: str) -> Any:
+def _notebook_view(run: _t.Any, mode: str) -> _t.Any:
+    """The live view of a top-level flow run: a widget in a kernel, text elsewhere."""
+    from orion_nb.notebook.display import make_view
+
+    return make_view(run, mode)
+
+
+_register_view_factory(_notebook_view)
+
+
+def view(run_id: str) -> _t.Any:
     """The RunView widget of a recorded flow run (id, unique id prefix or run name)."""
     from orion_nb.notebook.views import view as _view
 
     return _view(run_id)
 
 
-def timeline(run_id: str) -> Any:
+def timeline(run_id: str) -> _t.Any:
     """A plotly Figure of a recorded flow run's timeline, for reports."""
     from orion_nb.notebook.views import timeline as _timeline
 
     return _timeline(run_id)
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: _t.Any) -> None:
     """``%load_ext orion_nb``: register the ``%%flow`` and ``%orion`` magics."""
     from orion_nb.notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
-def unload_ipython_extension(ipython: Any) -> None:
+def unload_ipython_extension(ipython: _t.Any) -> None:
     from orion_nb.notebook.magics import unload_ipython_extension as _unload
 
     _unload(ipython)

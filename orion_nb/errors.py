@@ -7,15 +7,22 @@ Exception tree::
 
     OrionNBError
     ├── ConfigurationError          bad settings, an unusable database URL
-    ├── DefinitionError (TypeError)  invalid @flow/@task options, decorating a non-callable
-    ├── ParameterError (TypeError)   unknown / missing parameters, .map() length mismatch
+    ├── DefinitionError (TypeError, ValueError)
+    │                               invalid @flow/@task options, decorating a non-callable
+    ├── ParameterError (TypeError)   unknown / missing / invalid parameters, .map() mismatch
     ├── UpstreamFailedError          a task could not run because an upstream run failed
     ├── RunTimeoutError (TimeoutError)  a run exceeded ``timeout_seconds``
+    ├── FailedRun                    a run failed without an exception of its own (a Failed
+    │                               state returned by the user, a group of failed states)
     ├── CancelledRun                 the run was cancelled (interrupt, ``cancel()``)
     ├── CrashedRun                   the infrastructure failed while the run was in progress
+    ├── MissingContextError (RuntimeError)  run context asked for outside a run
     └── MissingResult                a state has no result to return
 
     OrionNBWarning (UserWarning)    orion_nb's own warnings (errors in its test-suite)
+
+``describe(exc)`` names any failure in one bounded line (``Type: message``), as states and logs
+show it.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ __all__ = [
     "ConfigurationError",
     "CrashedRun",
     "DefinitionError",
+    "FailedRun",
+    "MissingContextError",
     "MissingResult",
     "OrionNBError",
     "OrionNBWarning",
     "ParameterError",
     "RunTimeoutError",
     "UpstreamFailedError",
+    "describe",
 ]
 
 
@@ -42,8 +52,12 @@ class ConfigurationError(OrionNBError):
     """A setting cannot be used (for example a database URL that does not connect)."""
 
 
-class DefinitionError(OrionNBError, TypeError):
-    """A ``@flow`` / ``@task`` definition is invalid."""
+class DefinitionError(OrionNBError, TypeError, ValueError):
+    """A ``@flow`` / ``@task`` definition is invalid.
+
+    It is both a ``TypeError`` and a ``ValueError``, so code written for Prefect, which raises
+    either depending on the option, catches it.
+    """
 
 
 class ParameterError(OrionNBError, TypeError):
@@ -58,6 +72,10 @@ class RunTimeoutError(OrionNBError, TimeoutError):
     """A run took longer than its ``timeout_seconds``."""
 
 
+class FailedRun(OrionNBError):
+    """A run ended Failed with no exception of its own to raise (its state's message says why)."""
+
+
 class CancelledRun(OrionNBError):
     """The run was cancelled before it could finish."""
 
@@ -66,9 +84,28 @@ class CrashedRun(OrionNBError):
     """The run crashed: the infrastructure, not the user's code, failed."""
 
 
+class MissingContextError(OrionNBError, RuntimeError):
+    """Run context was asked for outside a flow or task run."""
+
+
 class MissingResult(OrionNBError):
     """The state holds no result (it was not kept in memory and not persisted)."""
 
 
 class OrionNBWarning(UserWarning):
     """A warning issued by orion_nb itself."""
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` (or just ``Type``): how a failure is named in states and logs."""
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not hide the failure itself
+        text = "<message could not be shown>"
+    if len(text) > _MAX_DESCRIBED:
+        text = f"{text[:_MAX_DESCRIBED]}… ({len(text) - _MAX_DESCRIBED:,} more characters)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# states and logs name a failure in a sentence, not a megabyte
+_MAX_DESCRIBED = 2000

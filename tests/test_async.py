@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 
 import pytest
@@ -22,16 +23,51 @@ def sync_inc(x):
     return x + 1
 
 
-def test_async_flow_called_from_sync_code_runs_to_completion():
+def run_with_deadline(fn, seconds: float = 60):
+    """Run ``fn`` in a thread; fail (instead of hanging the suite) if it does not return."""
+    out: list[object] = []
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            out.append(fn())
+        except BaseException as exc:  # handed to the test below
+            errors.append(exc)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"did not finish within {seconds} s: the engine hangs"
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+def test_calling_an_async_flow_returns_a_coroutine_and_runs_nothing_until_awaited():
+    side_effects = []
+
     @flow
     async def af(n: int):
+        side_effects.append(n)
         a = await async_double(n)
         return sync_inc(a)
 
-    assert af(3) == 7
+    coro = af(3)
+    assert inspect.iscoroutine(coro)
+    assert side_effects == []
+    assert len(orion_nb.flow_runs()) == 0
+    assert asyncio.run(coro) == 7  # the standard script idiom
+    assert side_effects == [3]
     fr = orion_nb.flow_runs().iloc[0]
     assert fr["state_name"] == "Completed"
     assert sorted(orion_nb.task_runs()["name"]) == ["async_double-0", "sync_inc-0"]
+
+
+def test_an_async_task_called_outside_a_flow_returns_a_coroutine():
+    coro = async_double(21)
+    assert inspect.iscoroutine(coro)
+    assert asyncio.run(coro) == 42
+    assert orion_nb.task_runs().iloc[0]["state_name"] == "Completed"
 
 
 def test_await_async_flow_inside_a_running_loop():
@@ -47,11 +83,55 @@ def test_await_async_flow_inside_a_running_loop():
     assert len(orion_nb.task_runs()) == 3
 
 
-def test_sync_flow_called_from_async_code_under_asyncio_run():
+def test_inside_an_async_task_other_async_tasks_and_flows_are_awaited():
+    @flow
+    async def inner_flow(x: int):
+        return await async_double(x)
+
+    @task
+    async def outer(x):
+        return await async_double(x) + await inner_flow(x)
+
+    @flow
+    async def af():
+        return await outer(5)
+
+    assert asyncio.run(af()) == 20
+    names = set(orion_nb.flow_runs()["flow_name"])
+    assert names == {"af", "inner-flow"}
+
+
+def test_submit_result_inside_a_submitted_async_task_does_not_hang():
+    @task
+    async def parent(x):
+        return async_double.submit(x).result() + sync_inc.submit(x).result()
+
+    @flow
+    def sf():
+        return parent.submit(2).result()
+
+    assert run_with_deadline(sf) == 7
+    assert set(orion_nb.task_runs()["state_name"].astype(str)) == {"Completed"}
+
+
+def test_nested_async_submits_do_not_deadlock_a_small_pool():
+    @task
+    async def parent(x):
+        await asyncio.sleep(0.01)
+        return sum(f.result() for f in [async_double.submit(x), async_double.submit(x)])
+
+    @flow(task_runner=orion_nb.ThreadPoolTaskRunner(max_workers=2))
+    def sf():
+        return [f.result() for f in parent.map(range(6))]
+
+    assert run_with_deadline(sf) == [4 * i for i in range(6)]
+
+
+def test_sync_flow_in_a_running_loop_submits_async_tasks():
     # exactly a Jupyter cell: an event loop is running in this thread
     @flow
     def sf():
-        return sync_inc(1) + async_double(1)  # async task from sync code runs to completion
+        return sync_inc(1) + async_double.submit(1).result()
 
     async def cell():
         asyncio.get_running_loop()
@@ -61,21 +141,20 @@ def test_sync_flow_called_from_async_code_under_asyncio_run():
     assert orion_nb.flow_runs().iloc[0]["state_name"] == "Completed"
 
 
-def test_async_flow_from_sync_flow_inside_running_loop():
+def test_a_sync_flow_runs_an_async_subflow_with_asyncio_run():
     @flow
     async def inner():
         return await async_double(5)
 
     @flow
     def outer():
-        return inner()  # a sync flow calls an async subflow: it runs to completion
+        return asyncio.run(inner())  # a script: no loop runs in this thread
 
-    async def cell():
-        return outer()
-
-    assert asyncio.run(cell()) == 10
+    assert outer() == 10
     fr = orion_nb.flow_runs()
     assert set(fr["flow_name"]) == {"outer", "inner"}
+    child = fr[fr["flow_name"] == "inner"].iloc[0]
+    assert isinstance(child["parent_task_run_id"], str)  # linked to the parent flow run
 
 
 def test_flow_in_a_thread():
@@ -111,7 +190,7 @@ def test_async_task_retries_and_timeout():
         state = await slow(return_state=True)
         return first, state.name
 
-    assert af() == ("ok", "TimedOut")
+    assert asyncio.run(af()) == ("ok", "TimedOut")
     tr = orion_nb.task_runs().set_index("name")
     assert tr.loc["flaky-0", "run_count"] == 2
     assert tr.loc["slow-0", "state_name"] == "TimedOut"
@@ -127,7 +206,7 @@ def test_async_failure_propagates_original_exception():
         await boom()
 
     with pytest.raises(LookupError, match="gone"):
-        af()
+        asyncio.run(af())
     assert orion_nb.flow_runs().iloc[0]["state_name"] == "Failed"
 
 
@@ -137,7 +216,7 @@ def test_async_flow_timeout():
         await asyncio.sleep(5)
 
     with pytest.raises(TimeoutError):
-        af()
+        asyncio.run(af())
     assert orion_nb.flow_runs().iloc[0]["state_name"] == "TimedOut"
 
 

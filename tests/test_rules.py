@@ -9,7 +9,7 @@ import pytest
 from orion_nb.errors import UpstreamFailedError
 from orion_nb.orchestration import states as S
 from orion_nb.orchestration.policies import FLOW_POLICY, TASK_POLICY
-from orion_nb.orchestration.rules import DecisionKind, RunConfig, TransitionContext
+from orion_nb.orchestration.rules import CacheEntry, DecisionKind, RunConfig, TransitionContext
 from orion_nb.orchestration.states import State, StateType
 
 NOW = 1_700_000_000.0
@@ -192,7 +192,7 @@ CASES = [
         CACHED,
         S.Pending(),
         S.Running(),
-        {"cache_key": "k" * 32, "cached": (42, NOW + 10, "abcdef0123")},
+        {"cache_key": "k" * 32, "cached": CacheEntry(42, NOW + 10, "abcdef0123")},
         "ACCEPT",
         "Cached",
         "CacheRetrieval",
@@ -203,7 +203,7 @@ CASES = [
         CACHED,
         S.Pending(),
         S.Running(),
-        {"cache_key": "k" * 32, "cached": (42, NOW - 1, "abcdef0123")},
+        {"cache_key": "k" * 32, "cached": CacheEntry(42, NOW - 1, "abcdef0123")},
         None,
         None,
         None,
@@ -214,7 +214,7 @@ CASES = [
         REFRESH,
         S.Pending(),
         S.Running(),
-        {"cache_key": "k" * 32, "cached": (42, None, "abcdef0123")},
+        {"cache_key": "k" * 32, "cached": CacheEntry(42, None, "abcdef0123")},
         None,
         None,
         None,
@@ -372,12 +372,12 @@ def test_upstream_failure_carries_an_explaining_exception():
 
 def test_cache_insertion_effect_and_expiry():
     d = decide("task", CACHED, S.Running(), S.Completed(data=1), cache_key="abc")
-    assert d.effects["cache_insert"] == ("abc", NOW + 3600)
+    assert d.cache_insert == ("abc", NOW + 3600)
 
 
 def test_cancellation_effect_lists_children():
     d = decide("flow", FLOW, S.Running(), S.Cancelled(), children=["a", "b"])
-    assert d.effects["cancel_children"] == ["a", "b"]
+    assert d.cancel_children == ("a", "b")
     assert "cancelling 2 unfinished child runs" in d.reason
 
 
@@ -422,7 +422,8 @@ def test_state_result_and_predicates():
         S.Cached().is_completed() and S.TimedOut().is_failed() and S.AwaitingRetry().is_scheduled()
     )
     assert all(
-        t.is_terminal
+        S.State(t).is_final()
         for t in (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
     )
+    assert not any(S.State(t).is_final() for t in (StateType.RUNNING, StateType.PENDING))
     assert S.Running().timestamp.tzinfo is not None

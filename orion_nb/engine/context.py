@@ -11,10 +11,14 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+from orion_nb.engine.runs import TaskRun
+from orion_nb.errors import MissingContextError
+
+if TYPE_CHECKING:  # definitions and runners import this module
     from orion_nb.engine.flows import Flow
     from orion_nb.engine.runners import TaskRunner
-    from orion_nb.engine.tasks import Task, TaskRun
+    from orion_nb.engine.tasks import Task
+    from orion_nb.engine.views import RunView
 
 __all__ = [
     "FlowRunContext",
@@ -22,6 +26,7 @@ __all__ = [
     "current_flow_run",
     "current_task_run",
     "fingerprint",
+    "get_run_context",
 ]
 
 
@@ -48,7 +53,6 @@ class FlowRunContext:
         "cancelled",
         "dynamic_keys",
         "flow",
-        "futures",
         "is_async",
         "lock",
         "log_prints",
@@ -58,8 +62,8 @@ class FlowRunContext:
         "parent_task_run_id",
         "result_ids",
         "run_id",
+        "tags",
         "task_runner",
-        "thread_ident",
         "view",
     )
 
@@ -72,10 +76,11 @@ class FlowRunContext:
         parameters: dict[str, Any],
         parent: FlowRunContext | None,
         task_runner: TaskRunner,
-        view: Any,
+        view: RunView | None,
         log_prints: bool,
         is_async: bool,
         parent_task_run_id: str | None = None,
+        tags: frozenset[str] = frozenset(),
     ) -> None:
         self.flow = flow
         self.run_id = run_id
@@ -87,16 +92,24 @@ class FlowRunContext:
         self.log_prints = log_prints
         self.is_async = is_async
         self.parent_task_run_id = parent_task_run_id
+        self.tags = tags
         # task runs that are not finished yet, for cancellation and for waiting at the end
         self.active: dict[str, TaskRun] = {}
-        self.futures: list[Any] = []
         self.dynamic_keys: dict[str, int] = {}
         # id(result) -> (task run id, type, fingerprint), to discover upstream edges from
         # plain results; see track_result for why an entry is never taken for another object
         self.result_ids: dict[int, tuple[str, type, Any]] = {}
         self.cancelled = False
         self.lock = threading.Lock()
-        self.thread_ident = threading.get_ident()
+
+    @property
+    def flow_run(self) -> FlowRunContext:
+        """This context (Prefect's ``FlowRunContext.flow_run``): ``id``, ``name``, ``parameters``."""
+        return self
+
+    @property
+    def id(self) -> str:
+        return self.run_id
 
     def track_result(self, result: Any, run_id: str) -> None:
         """Remember that ``result`` came from task run ``run_id`` (for upstream edges).
@@ -128,25 +141,40 @@ class FlowRunContext:
 class TaskRunContext:
     """The task run the current code is executing in (for loggers and nested calls)."""
 
-    __slots__ = ("flow_run", "log_prints", "parameters", "run", "task")
+    __slots__ = ("_args", "_kwargs", "_parameters", "flow_run", "log_prints", "run", "task")
 
     def __init__(
         self,
         task: Task[Any, Any],
         run: TaskRun,
         flow_run: FlowRunContext | None,
-        parameters: dict[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         log_prints: bool,
     ) -> None:
         self.task = task
         self.run = run
         self.flow_run = flow_run
-        self.parameters = parameters
+        self._args = args
+        self._kwargs = kwargs
+        self._parameters: dict[str, Any] | None = None
         self.log_prints = log_prints
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The call's parameters by name (bound on first use: most runs never ask)."""
+        if self._parameters is None:
+            self._parameters = self.task.signature.bind(self._args, self._kwargs)
+        return self._parameters
 
     @property
     def task_run_id(self) -> str:
         return self.run.id
+
+    @property
+    def task_run(self) -> TaskRun:
+        """The task run: ``id``, ``name``, ``run_count`` (the attempt), ``tags``, ``state``."""
+        return self.run
 
 
 _flow_ctx: contextvars.ContextVar[FlowRunContext | None] = contextvars.ContextVar(
@@ -163,3 +191,20 @@ def current_flow_run() -> FlowRunContext | None:
 
 def current_task_run() -> TaskRunContext | None:
     return _task_ctx.get()
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The context of the run the calling code belongs to (the task run's, else the flow run's).
+
+    Raises
+    ------
+    MissingContextError
+        Outside any flow or task run.
+    """
+    ctx: TaskRunContext | FlowRunContext | None = _task_ctx.get() or _flow_ctx.get()
+    if ctx is None:
+        raise MissingContextError(
+            "get_run_context() was called outside a flow or task run; call it from the body of "
+            "a @flow or @task (orion_nb.runtime gives None values outside runs instead)."
+        )
+    return ctx

@@ -1,16 +1,17 @@
-"""Futures returned by ``Task.submit`` and ``Task.map``."""
+"""Futures returned by ``Task.submit`` and ``Task.map``, and waiting for several of them."""
 
 from __future__ import annotations
 
 import concurrent.futures
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, NamedTuple, TypeVar
 
+from orion_nb.engine.runners import help_until_done
+from orion_nb.engine.runs import TaskRun
 from orion_nb.orchestration.states import State
 
-if TYPE_CHECKING:
-    from orion_nb.engine.tasks import TaskRun
-
-__all__ = ["FutureList", "TaskFuture"]
+__all__ = ["DoneAndNotDoneFutures", "FutureList", "TaskFuture", "as_completed", "wait"]
 
 R = TypeVar("R")
 
@@ -39,20 +40,11 @@ class TaskFuture(Generic[R]):
     def done(self) -> bool:
         return self._cf.done()
 
-    def _help_while_waiting(self, timeout: float | None) -> None:
-        from orion_nb.engine.runners import help_until_done
-
-        help_until_done(self._cf, timeout)
-
     def wait(self, timeout: float | None = None) -> None:
-        """Wait until the run is finished (or ``timeout`` seconds passed)."""
-        self._help_while_waiting(timeout)
-        try:
-            self._cf.result(timeout)
-        except concurrent.futures.TimeoutError:
-            return
-        except BaseException:
-            return
+        """Wait until the run is finished (or ``timeout`` seconds passed); never raises the
+        run's failure (a KeyboardInterrupt while waiting still propagates)."""
+        help_until_done(self._cf, timeout)
+        concurrent.futures.wait([self._cf], timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """The task's return value; raises its exception if it failed.
@@ -63,23 +55,63 @@ class TaskFuture(Generic[R]):
             When the run is not finished within ``timeout`` seconds.
         """
         __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-        self._help_while_waiting(timeout)
+        help_until_done(self._cf, timeout)
         state = self._cf.result(timeout)
         return state.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
 
-    def add_done_callback(self, fn: Any) -> None:
+    def add_done_callback(self, fn: Callable[[TaskFuture[R]], Any]) -> None:
         self._cf.add_done_callback(lambda _cf: fn(self))
 
     def __repr__(self) -> str:
-        return f"TaskFuture({self.run.name!r}, state={self.run.state.name})"
+        state = self.run.state.name if self.run.state is not None else "Pending"
+        return f"TaskFuture({self.run.name!r}, state={state})"
 
 
 class FutureList(list[TaskFuture[R]]):
     """The futures of a ``.map()`` call; ``result()`` returns all results in order."""
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
-        return [f.result(timeout, raise_on_failure) for f in self]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return [f.result(_left(deadline), raise_on_failure) for f in self]
 
     def wait(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
         for f in self:
-            f.wait(timeout)
+            f.wait(_left(deadline))
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class DoneAndNotDoneFutures(NamedTuple):
+    done: set[TaskFuture[Any]]
+    not_done: set[TaskFuture[Any]]
+
+
+def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> DoneAndNotDoneFutures:
+    """Wait until every future is done, or ``timeout`` seconds passed.
+
+    Returns the futures that finished and those that did not, as Prefect's ``wait`` does.
+    """
+    futures = list(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for f in futures:
+        f.wait(_left(deadline))
+    done = {f for f in futures if f.done()}
+    return DoneAndNotDoneFutures(done, {f for f in futures if f not in done})
+
+
+def as_completed(
+    futures: Iterable[TaskFuture[Any]], timeout: float | None = None
+) -> Iterator[TaskFuture[Any]]:
+    """Yield each future as soon as its run is finished, in the order they finish.
+
+    Raises
+    ------
+    TimeoutError
+        When ``timeout`` seconds pass before every future is done.
+    """
+    by_cf = {f._cf: f for f in futures}
+    for cf in concurrent.futures.as_completed(by_cf, timeout):
+        yield by_cf[cf]

@@ -1,52 +1,34 @@
-"""Finding upstream runs in a call's arguments, and resolving them to values.
+"""A call's upstream runs, and resolving its inputs to values.
 
-Futures, states and results of earlier task runs may be passed directly or nested in lists,
-tuples, sets and dicts. Each one becomes an edge in ``task_run_inputs``. ``allow_failure(x)``
-marks an input whose failure must not stop the downstream run; ``unmapped(x)`` keeps an
-iterable whole in ``.map()``.
+Futures, states and results of earlier task runs may be passed directly or nested in any
+container the walker enters (:mod:`orion_nb.engine.walk`). Each one becomes an edge in
+``task_run_inputs``, the downstream run waits for it, and the function receives its result.
+``allow_failure(x)`` marks an input whose failure must not stop the downstream run (it gets
+the exception instead); ``unmapped(x)`` keeps an iterable whole in ``.map()``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from orion_nb.engine.annotations import allow_failure, unmapped
 from orion_nb.engine.context import fingerprint
-from orion_nb.engine.futures import TaskFuture
-from orion_nb.orchestration.states import State
+from orion_nb.engine.futures import FutureList, TaskFuture
+from orion_nb.engine.walk import KEEP, PLAIN_TYPES, scan, transform
+from orion_nb.orchestration.rules import UpstreamInput
+from orion_nb.orchestration.states import Completed, State
 
-__all__ = ["Upstream", "allow_failure", "find_upstream", "resolve", "unmapped"]
+__all__ = [
+    "Upstream",
+    "allow_failure",
+    "find_upstream",
+    "resolve",
+    "resolve_call",
+    "states_of",
+    "unmapped",
+]
 
-T = TypeVar("T")
-
-# types whose identity says nothing (small ints and strings are shared by the interpreter)
-_PLAIN = frozenset({type(None), bool, int, float, str, bytes, complex})
-
-
-class allow_failure(Generic[T]):
-    """Wrap an input so the downstream task runs even if that upstream failed.
-
-    The downstream receives the upstream's exception in place of its result.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return f"allow_failure({self.value!r})"
-
-
-class unmapped(Generic[T]):
-    """Wrap an argument of ``.map()`` so it is passed whole to every mapped run."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return f"unmapped({self.value!r})"
+ResultIds = dict[int, tuple[str, type, Any]]
 
 
 class Upstream:
@@ -71,136 +53,112 @@ class Upstream:
         self.state = state
         self.allowed = allowed
 
-    def current_state(self) -> State | None:
+    def as_input(self) -> UpstreamInput:
+        """What the UpstreamFailed rule sees.
+
+        An upstream known only from a plain result it returned completed: a failed run has
+        no result to pass on.
+        """
         if self.future is not None:
-            return self.future.state
-        return self.state
+            state = self.future.state
+        else:
+            state = self.state if self.state is not None else Completed()
+        return UpstreamInput(self.name, state, self.allowed)
 
 
 def find_upstream(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     positional: list[str],
-    result_ids: dict[int, tuple[str, type, Any]] | None,
+    result_ids: ResultIds | None,
     wait_for: Any = None,
 ) -> list[Upstream]:
-    """All upstream runs referenced by a call (cheap when there are none)."""
+    """All upstream runs referenced by a call (one set lookup per scalar argument)."""
     found: list[Upstream] = []
     for i, value in enumerate(args):
-        if type(value) not in _PLAIN:
-            _scan(
-                value,
-                positional[i] if i < len(positional) else f"args[{i}]",
-                found,
-                result_ids,
-                False,
-                0,
-            )
+        if type(value) not in PLAIN_TYPES:
+            param = positional[i] if i < len(positional) else f"args[{i}]"
+            scan(value, _visitor(param, found, result_ids))
     for key, value in kwargs.items():
-        if type(value) not in _PLAIN:
-            _scan(value, key, found, result_ids, False, 0)
+        if type(value) not in PLAIN_TYPES:
+            scan(value, _visitor(key, found, result_ids))
     if wait_for is not None:
-        for value in wait_for if isinstance(wait_for, (list, tuple, set)) else [wait_for]:
-            _scan(value, "wait_for", found, result_ids, False, 0)
+        waits = wait_for if isinstance(wait_for, (list, tuple, set, frozenset)) else [wait_for]
+        visit = _visitor("wait_for", found, result_ids)
+        for value in waits:
+            scan(value, visit)
     return found
 
 
-def _scan(
-    value: Any,
-    param: str,
-    found: list[Upstream],
-    ids: dict[int, tuple[str, type, Any]] | None,
-    allowed: bool,
-    depth: int,
-) -> None:
-    t = type(value)
-    if t is TaskFuture:
-        found.append(Upstream(param, value.run.id, value.run.name, future=value, allowed=allowed))
-    elif t is State:
-        if value.run_id is not None:
-            found.append(
-                Upstream(param, value.run_id, value.run_id[-8:], state=value, allowed=allowed)
-            )
-    elif t is allow_failure:
-        _scan(value.value, param, found, ids, True, depth)
-    elif t is unmapped:
-        _scan(value.value, param, found, ids, allowed, depth)
-    elif t in _PLAIN:
-        return
-    else:
+def _visitor(param: str, found: list[Upstream], ids: ResultIds | None) -> Any:
+    def visit(value: Any, allowed: bool) -> bool:
+        t = type(value)
+        if t is TaskFuture:
+            run = value.run
+            found.append(Upstream(param, run.id, run.name, future=value, allowed=allowed))
+            return True
+        if t is State:
+            if value.run_id is not None:
+                found.append(
+                    Upstream(param, value.run_id, value.run_id[-8:], state=value, allowed=allowed)
+                )
+            return True
         if ids:
             hit = ids.get(id(value))
             if hit is not None and hit[1] is t and (hit[2] is None or hit[2] == fingerprint(value)):
                 found.append(Upstream(param, hit[0], hit[0][-8:], allowed=allowed))
-                return
-        if depth < 4:
-            if t is list or t is tuple or t is set or t is frozenset:
-                if len(value) <= 10_000:
-                    for item in value:
-                        if type(item) not in _PLAIN:
-                            _scan(item, param, found, ids, allowed, depth + 1)
-            elif t is dict and len(value) <= 10_000:
-                for item in value.values():
-                    if type(item) not in _PLAIN:
-                        _scan(item, param, found, ids, allowed, depth + 1)
+                return True
+        return False
+
+    return visit
 
 
-def resolve(value: Any, depth: int = 0) -> Any:
-    """Replace futures and states (also nested) by their results.
+def _resolve_leaf(value: Any, allowed: bool) -> Any:
+    t = type(value)
+    if t is TaskFuture:
+        return value.result(raise_on_failure=not allowed)
+    if t is State:
+        return value.result(raise_on_failure=not allowed)
+    return KEEP
+
+
+def resolve(value: Any) -> Any:
+    """``value`` with futures and states (also nested) replaced by their results.
 
     A failed input raises its exception unless it was wrapped in ``allow_failure``, in which
     case the exception object is passed instead.
     """
-    t = type(value)
-    if t in _PLAIN:
+    if type(value) in PLAIN_TYPES:
         return value
-    if t is TaskFuture:
-        return value.result()
-    if t is State:
-        return value.result()
-    if t is allow_failure:
-        inner = value.value
-        if type(inner) is TaskFuture:
-            return inner.result(raise_on_failure=False)
-        if type(inner) is State:
-            return inner.result(raise_on_failure=False)
-        return resolve(inner, depth)
-    if t is unmapped:
-        return resolve(value.value, depth)
-    if depth < 4:
-        if t is list:
-            return [resolve(v, depth + 1) for v in value] if _has_futures(value) else value
-        if t is tuple:
-            return tuple(resolve(v, depth + 1) for v in value) if _has_futures(value) else value
-        if t is dict:
-            return (
-                {k: resolve(v, depth + 1) for k, v in value.items()}
-                if _has_futures(value.values())
-                else value
-            )
-        if t is set:
-            return {resolve(v, depth + 1) for v in value} if _has_futures(value) else value
-    return value
-
-
-_WRAPPERS = (TaskFuture, State, allow_failure, unmapped)
-
-
-def _has_futures(values: Any) -> bool:
-    for v in values:
-        t = type(v)
-        if t in _PLAIN:
-            continue
-        if t in _WRAPPERS or t is list or t is tuple or t is dict or t is set:
-            return True
-    return False
+    return transform(value, _resolve_leaf)
 
 
 def resolve_call(
     args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if args and _has_futures(args):
+    """A call's arguments with every future and state resolved (see :func:`resolve`)."""
+    if args:
         args = tuple(resolve(a) for a in args)
-    if kwargs and _has_futures(kwargs.values()):
+    if kwargs:
         kwargs = {k: resolve(v) for k, v in kwargs.items()}
     return args, kwargs
+
+
+def _state_leaf(value: Any, allowed: bool) -> Any:
+    if type(value) is TaskFuture:
+        value.wait()
+        return value.state
+    return KEEP
+
+
+def states_of(value: Any) -> Any:
+    """``value`` with every future (also nested) waited for and replaced by its final state.
+
+    What a run's return value becomes before its final state is judged
+    (:func:`orion_nb.orchestration.final_state.state_from_return`).
+    """
+    if type(value) in PLAIN_TYPES:
+        return value
+    if type(value) is FutureList:
+        return [_state_leaf(f, False) for f in value]
+    return transform(value, _state_leaf)

@@ -1,12 +1,12 @@
-"""Parameters: early, clear errors for calls that do not fit a signature; run names.
+"""Parameter records, run names and run ids.
 
-The check is precomputed per definition (:class:`Signature`) so a call costs a few set
-operations, not ``inspect.Signature.bind``.
+How parameter values are recorded in the history (:func:`jsonable`), the memorable run names
+(``swift-otter``) and name templates, and time-ordered run ids. Checking a call against a
+signature lives in :mod:`orion_nb.engine.signature`.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import json
 import os
@@ -17,137 +17,7 @@ from typing import Any
 
 from orion_nb.errors import ParameterError
 
-__all__ = ["Signature", "jsonable", "random_run_name"]
-
-_SIMPLE_COERCE = (int, float, str, bool)
-
-
-class Signature:
-    """A function's parameters in a form that is cheap to check on every call."""
-
-    __slots__ = (
-        "annotations",
-        "has_var_kw",
-        "has_var_pos",
-        "kind",
-        "name",
-        "names",
-        "positional",
-        "required",
-        "sig",
-    )
-
-    def __init__(self, fn: Callable[..., Any], kind: str, name: str) -> None:
-        self.kind = kind
-        self.name = name
-        self.sig = inspect.signature(fn)
-        params = list(self.sig.parameters.values())
-        P = inspect.Parameter
-        self.positional = [
-            p.name for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)
-        ]
-        self.names = frozenset(
-            p.name
-            for p in params
-            if p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD, P.POSITIONAL_ONLY)
-        )
-        self.required = [
-            p.name
-            for p in params
-            if p.default is P.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)
-        ]
-        self.has_var_pos = any(p.kind is P.VAR_POSITIONAL for p in params)
-        self.has_var_kw = any(p.kind is P.VAR_KEYWORD for p in params)
-        self.annotations = {
-            p.name: p.annotation
-            for p in params
-            if p.annotation in _SIMPLE_COERCE or p.annotation in {"int", "float", "str", "bool"}
-        }
-
-    def check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Raise :class:`ParameterError` if ``args``/``kwargs`` do not fit; otherwise return."""
-        npos = len(self.positional)
-        if len(args) > npos and not self.has_var_pos:
-            raise ParameterError(
-                f"{self.kind.capitalize()} {self.name!r} takes {npos} positional parameter"
-                f"{'s' if npos != 1 else ''} ({', '.join(self.positional) or 'none'}) but got {len(args)}."
-            )
-        if kwargs:
-            for key in kwargs:
-                if key not in self.names and not self.has_var_kw:
-                    raise ParameterError(self._unknown(key))
-            for key in self.positional[: len(args)]:
-                if key in kwargs:
-                    raise ParameterError(
-                        f"{self.kind.capitalize()} {self.name!r} got parameter {key!r} twice "
-                        "(positionally and by keyword)."
-                    )
-        if len(self.required) > len(args):
-            for i, key in enumerate(self.required):
-                if key in kwargs:
-                    continue
-                if key in self.positional and self.positional.index(key) < len(args):
-                    continue
-                _ = i
-                raise ParameterError(
-                    f"{self.kind.capitalize()} {self.name!r} is missing the required parameter {key!r}; "
-                    f"call it as {self.name}({', '.join(f'{r}=...' for r in self.required)})."
-                )
-
-    def _unknown(self, key: str) -> str:
-        close = difflib.get_close_matches(key, sorted(self.names), n=1)
-        hint = (
-            f"; did you mean {close[0]!r}?"
-            if close
-            else f"; it accepts {', '.join(map(repr, sorted(self.names))) or 'no parameters'}."
-        )
-        return f"{self.kind.capitalize()} {self.name!r} got an unexpected parameter {key!r}{hint}"
-
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Map a call's arguments to parameter names (defaults included)."""
-        try:
-            bound = self.sig.bind(*args, **kwargs)
-        except TypeError as exc:  # pragma: no cover - check() runs first
-            raise ParameterError(f"{self.kind.capitalize()} {self.name!r}: {exc}") from None
-        bound.apply_defaults()
-        out = dict(bound.arguments)
-        for name, p in self.sig.parameters.items():
-            if p.kind is inspect.Parameter.VAR_KEYWORD and name in out:
-                out.update(out.pop(name))  # **kwargs are parameters in their own right
-        return out
-
-    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Check simple annotated types (int, float, str, bool), coercing obvious strings."""
-        for key, ann in self.annotations.items():
-            if key not in params:
-                continue
-            typ: Any = (
-                {"int": int, "float": float, "str": str, "bool": bool}.get(ann, ann)
-                if isinstance(ann, str)
-                else ann
-            )
-            value = params[key]
-            if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
-                continue
-            if typ is float and isinstance(value, int) and not isinstance(value, bool):
-                continue
-            try:
-                if typ is bool and isinstance(value, str):
-                    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                        raise ValueError(value)
-                    coerced: Any = value.lower() in ("true", "1", "yes")
-                elif isinstance(value, str) and typ in (int, float):
-                    coerced = typ(value)
-                else:
-                    raise ValueError(value)
-            except (ValueError, TypeError):
-                raise ParameterError(
-                    f"{self.kind.capitalize()} {self.name!r} parameter {key!r} expects "
-                    f"{typ.__name__}, got {value!r} ({type(value).__name__}); pass a "
-                    f"{typ.__name__} or set validate_parameters=False."
-                ) from None
-            params[key] = coerced
-        return params
+__all__ = ["format_name", "jsonable", "new_id", "parameters_json", "random_run_name"]
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:

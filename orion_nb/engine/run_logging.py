@@ -60,8 +60,12 @@ class _RecordHandler(logging.Handler):
 
 class _ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        # a live widget shows the logs itself; don't print them twice
-        return not getattr(record, "orion_quiet", False)
+        # a live widget shows the logs itself; don't print them twice. Records also reach the
+        # root logger's handlers (pytest's caplog, logging.basicConfig, the user's own): when
+        # the root has a handler, it prints them, so this console stays quiet
+        if getattr(record, "orion_quiet", False):
+            return False
+        return not logging.getLogger().handlers
 
 
 _setup_lock = threading.Lock()
@@ -75,7 +79,7 @@ def _base_logger() -> logging.Logger:
             if _logger is None:
                 lg = logging.getLogger(_LOGGER_NAME)
                 lg.setLevel(logging.INFO)
-                lg.propagate = False
+                lg.propagate = True  # users' handlers and pytest's caplog see run logs too
                 lg.addHandler(_RecordHandler())
                 console = logging.StreamHandler(sys.stderr)
                 console.setFormatter(

@@ -3,21 +3,47 @@
 The runner only *executes*; states, retries and records stay with the engine in the calling
 process. :class:`ThreadPoolTaskRunner` is the default; :class:`SequentialTaskRunner` runs each
 submitted task at once in the calling thread, which makes debugging and tracebacks simple.
+
+Waiting inside a worker
+-----------------------
+A task run that waits for a run it submitted itself (``child.submit(...).result()`` inside a
+task) would hold a worker while its child waits for one; with every worker waiting, nothing
+would ever run. So a waiting worker *helps*: it runs queued runs in the meantime
+(:func:`help_until_done`). A worker that cannot help, because its thread is inside an async
+task's event loop (a queued async run cannot start on a loop that is already running), instead
+lets the pool start one more worker for as long as it waits (:func:`blocking`), so the queue
+always drains.
+
+Submitted async tasks run in a worker thread on that thread's own event loop (one per thread,
+created on first use), never on the caller's loop and never on orion_nb's I/O loop: a blocking
+``.result()`` inside such a task blocks only its own worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from orion_nb.errors import DefinitionError
 
-__all__ = ["SequentialTaskRunner", "TaskRunner", "ThreadPoolTaskRunner", "resolve_task_runner"]
+__all__ = [
+    "SequentialTaskRunner",
+    "TaskRunner",
+    "ThreadPoolTaskRunner",
+    "blocking",
+    "help_until_done",
+    "resolve_task_runner",
+    "run_coroutine_in_worker",
+]
+
+T = TypeVar("T")
 
 
 class TaskRunner:
@@ -41,24 +67,34 @@ class ThreadPoolTaskRunner(TaskRunner):
     Submitted runs go to one queue that at most ``max_workers`` worker jobs drain. A burst of
     10,000 ``.map()`` runs therefore costs a queue append each, not a thread hand-off each,
     while up to ``max_workers`` runs still execute at the same time (blocking I/O overlaps).
+    Workers blocked in :func:`blocking` do not count against ``max_workers``.
     """
 
     name = "threads"
 
     def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+        ):
+            raise DefinitionError(
+                f"ThreadPoolTaskRunner(max_workers={max_workers!r}): max_workers must be a "
+                "whole number >= 1 (or None for the default)."
+            )
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._queue: deque[Callable[[], Any]] = deque()
         self._drainers = 0
+        self._blocked = 0  # workers waiting without helping: each lets one more worker run
 
     def _get_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         pool = self._pool
         if pool is None:
             with self._lock:
                 if self._pool is None:
+                    # threads are capped by the drainer count, not by the executor
                     self._pool = concurrent.futures.ThreadPoolExecutor(
-                        self.max_workers, thread_name_prefix="orion-nb-task"
+                        self.max_workers + _MAX_EXTRA_WORKERS, thread_name_prefix="orion-nb-task"
                     )
                 pool = self._pool
         return pool
@@ -66,13 +102,27 @@ class ThreadPoolTaskRunner(TaskRunner):
     def submit(self, fn: Callable[[], Any]) -> None:
         # the engine hands over a callable that already runs in the submitter's context
         self._queue.append(fn)
-        if self._drainers < self.max_workers:
-            with self._lock:
-                spawn = self._drainers < self.max_workers
-                if spawn:
-                    self._drainers += 1
+        if self._drainers < self.max_workers + self._blocked:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            spawn = self._drainers < self.max_workers + self._blocked
             if spawn:
-                self._get_pool().submit(self._drain)
+                self._drainers += 1
+        if spawn:
+            self._get_pool().submit(self._drain)
+
+    def block(self) -> None:
+        """The calling worker waits without helping: let one more worker drain the queue."""
+        with self._lock:
+            self._blocked += 1
+        if self._queue:
+            self._spawn()
+
+    def unblock(self) -> None:
+        with self._lock:
+            self._blocked -= 1
 
     def help_once(self) -> bool:
         """Run one queued task run in the calling thread; False when nothing is queued.
@@ -117,6 +167,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
 
 
+_MAX_EXTRA_WORKERS = 256
 _worker = threading.local()
 
 
@@ -125,14 +176,41 @@ def current_worker_runner() -> ThreadPoolTaskRunner | None:
     return getattr(_worker, "runner", None)
 
 
+@contextmanager
+def blocking() -> Iterator[None]:
+    """Around a wait that cannot help (see the module docstring): keep the pool draining."""
+    runner = current_worker_runner()
+    if runner is None:
+        yield
+        return
+    runner.block()
+    try:
+        yield
+    finally:
+        runner.unblock()
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def help_until_done(cf: concurrent.futures.Future[Any], timeout: float | None = None) -> None:
     """On a worker thread, run queued task runs until ``cf`` is done (or ``timeout``).
 
     The awaited run may be queued behind this very worker; elsewhere this returns at once
-    and the caller simply waits.
+    and the caller simply waits. Inside a running event loop the worker cannot run queued
+    async runs, so it waits and lets another worker take its place (:func:`blocking`).
     """
     runner = current_worker_runner()
     if runner is None or cf.done():
+        return
+    if _in_running_loop():
+        with blocking():
+            concurrent.futures.wait([cf], timeout)
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     while not cf.done():
@@ -143,6 +221,23 @@ def help_until_done(cf: concurrent.futures.Future[Any], timeout: float | None = 
                 cf.result(0.005)
             except concurrent.futures.TimeoutError:
                 pass
+
+
+def run_coroutine_in_worker(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on the calling thread's own event loop.
+
+    Each thread keeps one loop (created on first use) so a thousand submitted async runs do not
+    create a thousand loops. A thread whose loop is already running (an async task waiting
+    for another one) runs the coroutine on a fresh loop in a helper thread instead.
+    """
+    if _in_running_loop():
+        with blocking(), concurrent.futures.ThreadPoolExecutor(1) as helper:
+            return helper.submit(asyncio.run, coro).result()
+    loop: asyncio.AbstractEventLoop | None = getattr(_worker, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _worker.loop = loop
+    return loop.run_until_complete(coro)
 
 
 class SequentialTaskRunner(TaskRunner):

@@ -12,27 +12,14 @@ from typing import Any
 
 from orion_nb._events import error_text
 from orion_nb.engine import recorder
+from orion_nb.engine.runs import Run
 from orion_nb.orchestration.policies import CompiledPolicy
 from orion_nb.orchestration.rules import Decision, DecisionKind, RunConfig, TransitionContext
 from orion_nb.orchestration.states import State, StateType
 
-__all__ = ["Run", "propose", "record"]
+__all__ = ["propose", "record"]
 
 _FAILED_TYPES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
-
-
-class Run:
-    """What every run (task or flow) has: identity, state, attempt count, live view."""
-
-    __slots__ = ("id", "kind", "name", "run_count", "state", "view")
-
-    def __init__(self, id: str, kind: str, name: str, view: Any) -> None:
-        self.id = id
-        self.kind = kind
-        self.name = name
-        self.state: State = None  # type: ignore[assignment]
-        self.run_count = 0
-        self.view = view
 
 
 def record(run: Run, state: State) -> None:
@@ -72,7 +59,7 @@ def propose(
     Returns ``None`` when no rule intervened (the proposal was recorded as is). For a REJECT
     or WAIT nothing is recorded by this function; the caller acts on the decision.
     """
-    rules = policy.index.get((None if run.state is None else run.state.type, proposed.type))
+    rules = policy.rules_for(None if run.state is None else run.state.type, proposed.type)
     if not rules:
         record(run, proposed)
         return None
@@ -86,7 +73,7 @@ def propose(
         now=time.time(),
         **context,
     )
-    decision = policy.decide(ctx)
+    decision = policy.decide(ctx, rules)
     if decision is None:
         record(run, proposed)
         return None

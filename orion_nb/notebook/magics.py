@@ -112,7 +112,7 @@ class OrionMagics(Magics):
         except SyntaxError:
             raise
         if options.quiet:
-            f._display = "none"  # type: ignore[attr-defined]
+            f = f.with_options(display="none")
         return f(**options.parameters)
 
     def options_from_args(self, args: argparse.Namespace) -> CellFlowOptions:
@@ -266,5 +266,5 @@ async def _run_async_cell(line: str, cell: str) -> Any:
     options = magics.options_from_args(args)
     f = cell_flow(cell, shell.user_ns, options, filename=magics._filename(cell))
     if options.quiet:
-        f._display = "none"  # type: ignore[attr-defined]
+        f = f.with_options(display="none")
     return await f(**options.parameters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orion_nb.errors import describe
 from orion_nb.orchestration.rules import ALL_TYPES, Decision, Rule, RunConfig, TransitionContext
 from orion_nb.orchestration.states import TERMINAL_TYPES, AwaitingRetry, StateType, TimedOut
 
@@ -96,7 +97,11 @@ class RetryFailedRuns(Rule):
         attempts = ctx.config.retries + 1
         if ctx.run_count >= attempts:
             return None
-        what = _describe(ctx.exception) or ctx.proposed.message or ctx.proposed.name
+        what = (
+            (describe(ctx.exception) if ctx.exception else None)
+            or ctx.proposed.message
+            or ctx.proposed.name
+        )
         if not ctx.retry_allowed:
             return None
         delay = retry_delay(ctx.config, ctx.run_count, ctx.random() if ctx.random else None)
@@ -112,10 +117,3 @@ class RetryFailedRuns(Rule):
             f"attempt {ctx.run_count + 1} in {delay:.3g} s",
             wait_seconds=delay,
         )
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

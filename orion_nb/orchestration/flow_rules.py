@@ -29,5 +29,5 @@ class PropagateCancellation(Rule):
         return self.accept(
             ctx.proposed,
             f"flow cancelled; cancelling {n} unfinished child run{'s' if n != 1 else ''}",
-            effects={"cancel_children": list(ctx.children)},
+            cancel_children=tuple(ctx.children),
         )

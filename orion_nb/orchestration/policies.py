@@ -35,25 +35,34 @@ Pair = tuple[StateType | None, StateType]
 class CompiledPolicy:
     """The rules of a policy that apply to one definition, indexed by transition."""
 
-    __slots__ = ("index",)
+    __slots__ = ("_index",)
 
     def __init__(self, index: dict[Pair, tuple[Rule, ...]]) -> None:
-        self.index = index
+        self._index = index
 
     def rules_for(self, from_type: StateType | None, to_type: StateType) -> tuple[Rule, ...]:
-        return self.index.get((from_type, to_type), ())
+        """The rules consulted for one transition, in policy order (empty: none can apply)."""
+        return self._index.get((from_type, to_type), ())
 
-    def decide(self, ctx: TransitionContext) -> Decision | None:
-        """Run the rules for ``ctx``'s transition in order.
+    def decide(
+        self, ctx: TransitionContext, rules: tuple[Rule, ...] | None = None
+    ) -> Decision | None:
+        """Run the rules of ``ctx``'s transition in order (``rules``: already looked up).
 
         Returns ``None`` when no rule intervened (the proposal stands, with no rule recorded),
         otherwise the last decision. An ACCEPT that rewrites the proposal is seen by later
-        rules; REJECT, WAIT and ABORT stop the chain.
+        rules; REJECT and WAIT stop the chain.
         """
-        rules = self.index.get((ctx.initial_type, ctx.proposed.type))
-        if not rules:
-            return None
-        return _run_rules(rules, ctx)
+        if rules is None:
+            rules = self.rules_for(ctx.initial_type, ctx.proposed.type)
+        return _run_rules(rules, ctx) if rules else None
+
+    def __repr__(self) -> str:
+        pairs = ", ".join(
+            f"{'None' if f is None else f.name} -> {t.name}: [{', '.join(r.name for r in rs)}]"
+            for (f, t), rs in sorted(self._index.items(), key=str)
+        )
+        return f"CompiledPolicy({pairs})"
 
 
 def _run_rules(rules: Sequence[Rule], ctx: TransitionContext) -> Decision | None:
@@ -91,7 +100,7 @@ class Policy:
     def compile(self, config: RunConfig, *, has_upstream: bool = False) -> CompiledPolicy:
         index: dict[Pair, list[Rule]] = {}
         for rule in self.rules:
-            if getattr(rule, "NEEDS_UPSTREAM", False) and not has_upstream:
+            if rule.NEEDS_UPSTREAM and not has_upstream:
                 continue
             if not rule.applies(config):
                 continue

@@ -7,24 +7,39 @@ raise to refuse a transition and never perform I/O: whatever they need to know (
 the upstream states, whether a concurrency slot is free) the engine gathers beforehand and puts
 in the context.
 
-Decisions come in four kinds:
+Decisions come in three kinds:
 
 - ``ACCEPT`` the (possibly rewritten) proposed state, e.g. ``Failed`` rewritten to
   ``AwaitingRetry`` by the retry rule;
 - ``REJECT`` the proposal: the run keeps its current state (e.g. a Cancelled run cannot complete);
-- ``WAIT``: the run may not proceed yet (no concurrency slot); the engine waits, then proposes again;
-- ``ABORT``: the transition makes no sense and the run must stop (an engine bug, reported as such).
+- ``WAIT``: the run may not proceed yet (no concurrency slot); the engine waits, then proposes again.
+
+What a rule reads from the engine comes in small named records (:class:`CacheEntry`,
+:class:`UpstreamInput`, :class:`SlotBlocked`), and what it asks the engine to do afterwards in
+typed fields of the decision (:class:`CacheInsert`, ``cancel_children``), so one rule's contract
+reads in one place.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from orion_nb.orchestration.states import State, StateType
 
-__all__ = ["ALL_TYPES", "Decision", "DecisionKind", "Rule", "RunConfig", "TransitionContext"]
+__all__ = [
+    "ALL_TYPES",
+    "CacheEntry",
+    "CacheInsert",
+    "Decision",
+    "DecisionKind",
+    "Rule",
+    "RunConfig",
+    "SlotBlocked",
+    "TransitionContext",
+    "UpstreamInput",
+]
 
 ALL_TYPES: frozenset[StateType | None] = frozenset([None, *StateType])
 
@@ -33,7 +48,41 @@ class DecisionKind(enum.Enum):
     ACCEPT = "accept"
     REJECT = "reject"
     WAIT = "wait"
-    ABORT = "abort"
+
+
+class CacheEntry(NamedTuple):
+    """A stored result the engine found under a run's cache key."""
+
+    result: Any
+    expires_at: float | None
+    source_run_id: str
+
+
+class CacheInsert(NamedTuple):
+    """Store the completed run's result under ``key`` until ``expires_at`` (None: forever)."""
+
+    key: str
+    expires_at: float | None
+
+
+class UpstreamInput(NamedTuple):
+    """One input of a task run that came from another run.
+
+    ``state`` is the upstream's final state; an upstream known only from a plain result it
+    returned (not a future or a state) completed, or the result would not exist.
+    """
+
+    name: str
+    state: State
+    allowed: bool
+
+
+class SlotBlocked(NamedTuple):
+    """The concurrency slot a run could not take: which tag, how many are in use, the limit."""
+
+    tag: str
+    in_use: int
+    limit: int
 
 
 class Decision:
@@ -49,12 +98,23 @@ class Decision:
         The deciding rule's name.
     reason
         A full sentence for people: shown in the widget and stored with the state.
-    effects
-        Follow-up work for the engine, by name: ``{"cancel_children": [...]}``,
-        ``{"cache_insert": key}``.
+    cache_insert
+        Store the result under this key once the run completed (CacheInsertion).
+    cancel_children
+        Runs the engine must cancel (PropagateCancellation).
+    wait_seconds
+        For a rescheduled run: seconds until its next attempt.
     """
 
-    __slots__ = ("effects", "kind", "reason", "rule", "state", "wait_seconds")
+    __slots__ = (
+        "cache_insert",
+        "cancel_children",
+        "kind",
+        "reason",
+        "rule",
+        "state",
+        "wait_seconds",
+    )
 
     def __init__(
         self,
@@ -63,14 +123,16 @@ class Decision:
         rule: str,
         reason: str,
         *,
-        effects: dict[str, Any] | None = None,
+        cache_insert: CacheInsert | None = None,
+        cancel_children: tuple[str, ...] = (),
         wait_seconds: float | None = None,
     ) -> None:
         self.kind = kind
         self.state = state
         self.rule = rule
         self.reason = reason
-        self.effects = effects or {}
+        self.cache_insert = cache_insert
+        self.cancel_children = cancel_children
         self.wait_seconds = wait_seconds
 
     def __repr__(self) -> str:
@@ -128,6 +190,7 @@ class TransitionContext:
 
     __slots__ = (
         "cache_key",
+        "cache_parts",
         "cached",
         "children",
         "concurrency_blocked",
@@ -160,9 +223,10 @@ class TransitionContext:
         retry_allowed: bool = True,
         timed_out: bool = False,
         cache_key: str | None = None,
-        cached: tuple[Any, float | None, str] | None = None,
-        upstream: list[tuple[str, State, bool]] | None = None,
-        concurrency_blocked: tuple[str, int, int] | None = None,
+        cache_parts: tuple[str, ...] = (),
+        cached: CacheEntry | None = None,
+        upstream: list[UpstreamInput] | None = None,
+        concurrency_blocked: SlotBlocked | None = None,
         children: list[str] | None = None,
     ) -> None:
         self.config = config
@@ -177,6 +241,7 @@ class TransitionContext:
         self.retry_allowed = retry_allowed
         self.timed_out = timed_out
         self.cache_key = cache_key
+        self.cache_parts = cache_parts
         self.cached = cached
         self.upstream = upstream or []
         self.concurrency_blocked = concurrency_blocked
@@ -198,6 +263,8 @@ class Rule:
     FROM_STATES: ClassVar[frozenset[StateType | None]] = ALL_TYPES
     TO_STATES: ClassVar[frozenset[StateType | None]] = ALL_TYPES
     KINDS: ClassVar[frozenset[str]] = frozenset({"task", "flow"})
+    #: consulted only for runs that have upstream inputs (a separate compiled policy)
+    NEEDS_UPSTREAM: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -225,6 +292,3 @@ class Rule:
 
     def wait(self, reason: str, seconds: float | None = None) -> Decision:
         return Decision(DecisionKind.WAIT, None, self.name, reason, wait_seconds=seconds)
-
-    def abort(self, reason: str) -> Decision:
-        return Decision(DecisionKind.ABORT, None, self.name, reason)

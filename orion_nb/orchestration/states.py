@@ -13,12 +13,26 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from orion_nb.errors import CancelledRun, CrashedRun, MissingResult
+from orion_nb.errors import CancelledRun, CrashedRun, FailedRun, MissingResult
 
 __all__ = [
     "TERMINAL_TYPES",
+    "AwaitingRetry",
+    "Cached",
+    "Cancelled",
+    "Completed",
+    "Crashed",
+    "Failed",
+    "Late",
+    "Paused",
+    "Pending",
+    "Retrying",
+    "Running",
+    "Scheduled",
     "State",
     "StateType",
+    "TimedOut",
+    "is_state_iterable",
 ]
 
 
@@ -40,10 +54,6 @@ class StateType(enum.Enum):
 
     def __repr__(self) -> str:
         return f"StateType.{self.name}"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_TYPES
 
 
 TERMINAL_TYPES = frozenset(
@@ -170,21 +180,34 @@ class State:
                 )
             return self._data
         if self.type in TERMINAL_TYPES:
-            exc = self._data if isinstance(self._data, BaseException) else None
-            if exc is None:
-                cls = {
-                    StateType.CANCELLED: CancelledRun,
-                    StateType.CRASHED: CrashedRun,
-                }.get(self.type)
-                from orion_nb.errors import OrionNBError
-
-                exc = (cls or OrionNBError)(self.message or f"Run ended in state {self.name!r}.")
+            if not raise_on_failure and self._data is not _UNSET and self._data is not None:
+                return self._data  # a failed state keeps the data it was given
+            exc = self.exception()
             if raise_on_failure:
                 raise exc
             return exc
         raise MissingResult(
             f"Run {self.run_id} is in state {self.name!r} and has no result yet; wait for it first."
         )
+
+    def exception(self) -> BaseException:
+        """The exception a failed, crashed or cancelled state stands for.
+
+        Its own exception when it has one; for a state that judges a group of states (a flow
+        that returned futures), the first failed member's; otherwise a :class:`FailedRun`,
+        :class:`CrashedRun` or :class:`CancelledRun` carrying the state's message.
+        """
+        data = self._data
+        if isinstance(data, BaseException):
+            return data
+        members = [data] if isinstance(data, State) else data if is_state_iterable(data) else ()
+        for member in members:
+            if member.type in _BAD_TYPES:
+                return member.exception()
+        cls = {StateType.CANCELLED: CancelledRun, StateType.CRASHED: CrashedRun}.get(
+            self.type, FailedRun
+        )
+        return cls(self.message or f"Run ended in state {self.name!r}.")
 
     def __repr__(self) -> str:
         msg = f", message={self.message!r}" if self.message else ""
@@ -203,56 +226,70 @@ class State:
     __hash__ = None  # type: ignore[assignment]
 
 
+_BAD_TYPES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+
+
+def is_state_iterable(value: Any) -> bool:
+    """A non-empty list, tuple or set whose members are all states (judged as a group)."""
+    return (
+        isinstance(value, (list, tuple, set, frozenset))
+        and bool(value)
+        and all(isinstance(v, State) for v in value)
+    )
+
+
 # -- named-state constructors (Prefect-compatible names) -----------------------------------
 
 
 def Scheduled(scheduled_at: float | None = None, **kw: Any) -> State:
-    return State(StateType.SCHEDULED, "Scheduled", scheduled_at=scheduled_at, **kw)
+    return State(StateType.SCHEDULED, kw.pop("name", "Scheduled"), scheduled_at=scheduled_at, **kw)
 
 
 def Late(**kw: Any) -> State:
-    return State(StateType.SCHEDULED, "Late", **kw)
+    return State(StateType.SCHEDULED, kw.pop("name", "Late"), **kw)
 
 
 def AwaitingRetry(scheduled_at: float | None = None, **kw: Any) -> State:
-    return State(StateType.SCHEDULED, "AwaitingRetry", scheduled_at=scheduled_at, **kw)
+    return State(
+        StateType.SCHEDULED, kw.pop("name", "AwaitingRetry"), scheduled_at=scheduled_at, **kw
+    )
 
 
 def Pending(**kw: Any) -> State:
-    return State(StateType.PENDING, "Pending", **kw)
+    return State(StateType.PENDING, kw.pop("name", "Pending"), **kw)
 
 
 def Running(**kw: Any) -> State:
-    return State(StateType.RUNNING, "Running", **kw)
+    return State(StateType.RUNNING, kw.pop("name", "Running"), **kw)
 
 
 def Retrying(**kw: Any) -> State:
-    return State(StateType.RUNNING, "Retrying", **kw)
+    return State(StateType.RUNNING, kw.pop("name", "Retrying"), **kw)
 
 
 def Completed(**kw: Any) -> State:
-    return State(StateType.COMPLETED, "Completed", **kw)
+    return State(StateType.COMPLETED, kw.pop("name", "Completed"), **kw)
 
 
 def Cached(**kw: Any) -> State:
-    return State(StateType.COMPLETED, "Cached", **kw)
+    return State(StateType.COMPLETED, kw.pop("name", "Cached"), **kw)
 
 
 def Failed(**kw: Any) -> State:
-    return State(StateType.FAILED, "Failed", **kw)
+    return State(StateType.FAILED, kw.pop("name", "Failed"), **kw)
 
 
 def TimedOut(**kw: Any) -> State:
-    return State(StateType.FAILED, "TimedOut", **kw)
+    return State(StateType.FAILED, kw.pop("name", "TimedOut"), **kw)
 
 
 def Crashed(**kw: Any) -> State:
-    return State(StateType.CRASHED, "Crashed", **kw)
+    return State(StateType.CRASHED, kw.pop("name", "Crashed"), **kw)
 
 
 def Cancelled(**kw: Any) -> State:
-    return State(StateType.CANCELLED, "Cancelled", **kw)
+    return State(StateType.CANCELLED, kw.pop("name", "Cancelled"), **kw)
 
 
 def Paused(**kw: Any) -> State:
-    return State(StateType.PAUSED, "Paused", **kw)
+    return State(StateType.PAUSED, kw.pop("name", "Paused"), **kw)

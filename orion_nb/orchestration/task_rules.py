@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from orion_nb.orchestration.rules import Decision, Rule, RunConfig, TransitionContext
+from orion_nb.errors import ConfigurationError, UpstreamFailedError
+from orion_nb.orchestration.rules import CacheInsert, Decision, Rule, RunConfig, TransitionContext
 from orion_nb.orchestration.states import Cached, Failed, StateType
 
 __all__ = ["CacheInsertion", "CacheRetrieval", "ConcurrencyLimits", "UpstreamFailed"]
@@ -32,13 +33,20 @@ class CacheRetrieval(Rule):
     def decide(self, ctx: TransitionContext) -> Decision | None:
         if ctx.cached is None or ctx.cache_key is None or ctx.config.refresh_cache:
             return None
-        result, expires_at, source_run = ctx.cached
-        if expires_at is not None and expires_at <= ctx.now:
+        entry = ctx.cached
+        if entry.expires_at is not None and entry.expires_at <= ctx.now:
             return None
-        until = "never expires" if expires_at is None else f"valid until {_when(expires_at)}"
-        state = Cached(data=result, run_id=ctx.proposed.run_id)
+        until = (
+            "never expires"
+            if entry.expires_at is None
+            else f"valid until {_when(entry.expires_at)}"
+        )
+        matched = f" ({', '.join(ctx.cache_parts)} matched)" if ctx.cache_parts else ""
+        state = Cached(data=entry.result, run_id=ctx.proposed.run_id)
         return self.accept(
-            state, f"cache hit for key {ctx.cache_key[:12]} from run {source_run[-8:]} ({until})"
+            state,
+            f"cache hit for key {ctx.cache_key[:12]}{matched} from run "
+            f"{entry.source_run_id[-8:]} ({until})",
         )
 
 
@@ -65,7 +73,7 @@ class CacheInsertion(Rule):
         return self.accept(
             ctx.proposed,
             f"stored result under key {ctx.cache_key[:12]} ({until})",
-            effects={"cache_insert": (ctx.cache_key, expires_at)},
+            cache_insert=CacheInsert(ctx.cache_key, expires_at),
         )
 
 
@@ -84,8 +92,6 @@ class UpstreamFailed(Rule):
     def decide(self, ctx: TransitionContext) -> Decision | None:
         for name, state, allowed in ctx.upstream:
             if not allowed and state.type is not StateType.COMPLETED:
-                from orion_nb.errors import UpstreamFailedError
-
                 reason = f"upstream run {name!r} is {state.name}"
                 exc = UpstreamFailedError(
                     f"Task run {ctx.run_name!r} did not run because {reason}; "
@@ -100,7 +106,8 @@ class ConcurrencyLimits(Rule):
 
     Limits are set with ``orion_nb.set_concurrency_limit(tag, n)`` and honoured by all threads
     of the process. The engine tries to take the slots; when one is taken, this rule answers
-    WAIT and says which tag is full.
+    WAIT and says which tag is full. A limit of 0 means "never": waiting would never end, so
+    the run fails at once and says how to let it run.
     """
 
     FROM_STATES = frozenset([StateType.PENDING, StateType.SCHEDULED])
@@ -114,6 +121,16 @@ class ConcurrencyLimits(Rule):
         if ctx.concurrency_blocked is None:
             return None
         tag, in_use, limit = ctx.concurrency_blocked
+        if limit == 0:
+            exc = ConfigurationError(
+                f"Task run {ctx.run_name!r} cannot run: tag {tag!r} has a concurrency limit of 0; "
+                f"raise it with orion_nb.set_concurrency_limit({tag!r}, n)."
+            )
+            return self.accept(
+                Failed(data=exc, run_id=ctx.proposed.run_id),
+                f"tag {tag!r} has a concurrency limit of 0, so runs tagged {tag!r} never run; "
+                f"raise it with orion_nb.set_concurrency_limit({tag!r}, n) or remove the tag",
+            )
         return self.wait(
             f"tag {tag!r} is at its limit ({in_use} of {limit} slots in use); waiting for a slot"
         )

@@ -191,7 +191,7 @@ def _finish_runs(df: pd.DataFrame) -> pd.DataFrame:
     if "start_time" in df and "end_time" in df:
         df["duration"] = df["end_time"] - df["start_time"]
     if "state_name" in df:
-        df["state_name"] = pd.Categorical(df["state_name"], categories=STATE_NAMES)
+        df["state_name"] = _categorical(df["state_name"], STATE_NAMES)
     if "state_type" in df:
         df["state_type"] = pd.Categorical(df["state_type"], categories=_STATE_TYPES)
     return df
@@ -301,7 +301,7 @@ async def states(
     if limit is not None:
         stmt = stmt.limit(limit)
     df = await _frame(engine, stmt, _TIME)
-    df["name"] = pd.Categorical(df["name"], categories=STATE_NAMES)
+    df["name"] = _categorical(df["name"], STATE_NAMES)
     return df
 
 
@@ -335,9 +335,7 @@ async def logs(
     if limit is not None:
         stmt = stmt.limit(limit)
     df = await _frame(engine, stmt, _TIME)
-    df["level"] = pd.Categorical(
-        df["level"], categories=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    )
+    df["level"] = _categorical(df["level"], ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return df
 
 
@@ -394,3 +392,14 @@ async def run_tree(engine: AnyEngine, flow_run_id: str) -> dict[str, pd.DataFram
     )
     logs_df = await _frame(engine, stmt, _TIME)
     return {"flows": flows, "tasks": tasks, "states": states_df, "logs": logs_df}
+
+
+def _categorical(values: Any, known: list[str]) -> Any:
+    """A categorical in the known order, followed by any other names present.
+
+    A run may end in a state named by the user (``Completed(name="Skipped")``) or log at a
+    custom level: those names must come back, not turn into NaN.
+    """
+    present = set(values.dropna().unique())
+    extra = sorted(str(v) for v in present if v not in known)
+    return pd.Categorical(values, categories=[*known, *extra])
