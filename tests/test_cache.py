@@ -287,3 +287,58 @@ def test_cache_expiration_keeps_the_users_timedelta_and_expires():
     assert fetch() == 1
     time.sleep(0.25)
     assert fetch() == 2
+
+
+def test_cache_hit_skips_the_function_and_records_cached():
+    calls = []
+
+    @task(cache_key_fn=orion_nb.task_input_hash, cache_expiration=timedelta(hours=1))
+    def expensive(x):
+        calls.append(x)
+        return x * 100
+
+    @flow
+    def f(x: int):
+        return expensive(x)
+
+    assert f(2) == 200
+    assert f(2) == 200
+    assert f(3) == 300
+    assert calls == [2, 3]
+    cached = orion_nb.task_runs(state="Cached")
+    assert len(cached) == 1
+    st = orion_nb.states(cached.iloc[0]["id"])
+    hit = st[st["name"] == "Cached"].iloc[0]
+    assert hit["rule"] == "CacheRetrieval" and "cache hit for key" in hit["message"]
+
+
+def test_cache_expiration_and_refresh_cache():
+    calls = []
+
+    @task(cache_key_fn=lambda ctx, params: "fixed-key", cache_expiration=0.2)
+    def fetch():
+        calls.append(1)
+        return len(calls)
+
+    assert fetch() == 1
+    assert fetch() == 1  # cached
+    time.sleep(0.25)
+    assert fetch() == 2  # expired: runs again
+    refreshing = fetch.with_options(refresh_cache=True)
+    assert refreshing() == 3
+
+
+def test_persisted_cache_survives_the_in_memory_cache():
+    from orion_nb.engine.cache import result_cache
+
+    calls = []
+
+    @task(cache_key_fn=orion_nb.task_input_hash, persist_result=True)
+    def load(path):
+        calls.append(path)
+        return {"rows": 3}
+
+    assert load("a.csv") == {"rows": 3}
+    result_cache.clear()  # as in a new process
+    assert load("a.csv") == {"rows": 3}
+    assert calls == ["a.csv"]

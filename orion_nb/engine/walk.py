@@ -109,10 +109,8 @@ def _scan(value: Any, visit: Visit, allowed: bool, seen: set[int]) -> None:
     if visit(value, allowed):
         return
     children = _children(value)
-    if not children:
-        return
     key = id(value)
-    if key in seen:
+    if not children or key in seen:
         return
     seen.add(key)
     try:
@@ -152,25 +150,27 @@ def _transform(value: Any, leaf: Leaf, allowed: bool, seen: set[int]) -> Any:
     if out is not KEEP:
         return out
     children = _children(value)
-    if not children:
+    if not children or id(value) in seen:
         return value
+    changes = _changed_children(value, children, leaf, allowed, seen)
+    return _rebuild(value, children, changes) if changes else value
+
+
+def _changed_children(
+    value: Any, children: list[tuple[Any, Any]], leaf: Leaf, allowed: bool, seen: set[int]
+) -> dict[Any, Any]:
     key = id(value)
-    if key in seen:
-        return value
     seen.add(key)
     try:
         changes: dict[Any, Any] = {}
         for k, child in children:
-            if type(child) in PLAIN_TYPES:
-                continue
-            new = _transform(child, leaf, allowed, seen)
-            if new is not child:
-                changes[k] = new
+            if type(child) not in PLAIN_TYPES:
+                new = _transform(child, leaf, allowed, seen)
+                if new is not child:
+                    changes[k] = new
+        return changes
     finally:
         seen.discard(key)
-    if not changes:
-        return value
-    return _rebuild(value, children, changes)
 
 
 def _rebuild(value: Any, children: list[tuple[Any, Any]], changes: dict[Any, Any]) -> Any:
