@@ -1,9 +1,15 @@
-"""The engine's background event loop thread.
+"""Background event loop threads.
 
 Jupyter runs every cell inside a running asyncio loop, so orion_nb never calls
-``asyncio.run()`` in the caller's thread and never patches asyncio. Instead one daemon thread
-per process owns a private loop: database I/O, timers (timeouts) and async flows called from
-sync code run there. The thread starts on first use, not at import.
+``asyncio.run()`` in the caller's thread and never patches asyncio. A :class:`LoopThread` is a
+daemon thread that owns a private loop, started on first use (never at import):
+
+- the engine's shared one (:func:`get_loop_thread`) runs timers: the deadlines that interrupt
+  sync code in worker threads (``engine/timeouts.py``);
+- the store's writer starts its own, so a large write never delays a timer.
+
+User code never runs on either: async flows and tasks run on the caller's loop when awaited, and
+submitted async tasks on their worker thread's own loop (``engine/runners.py``).
 """
 
 from __future__ import annotations

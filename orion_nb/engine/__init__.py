@@ -1,14 +1,26 @@
 """The run engines: flows and tasks executed under the orchestration policies.
 
-- ``context``: the current flow/task run (``contextvars``), used by loggers and nested calls.
-- ``recorder``: where events go: the store's batched writer and live views.
-- ``params``: signature checks with "did you mean" suggestions, run names.
-- ``futures``: :class:`TaskFuture` and :class:`FutureList`.
-- ``runners``: thread-pool and sequential task runners.
-- ``timeouts``: interrupting sync code at a deadline (signals on the main thread, async
-  exceptions elsewhere).
-- ``concurrency``: tag-based slots shared by the threads of a process.
-- ``cache``: :func:`task_input_hash` and the result cache.
-- ``run_logging``: :func:`get_run_logger` and ``log_prints``.
-- ``tasks`` / ``flows``: the decorators and the engines proper.
+Definitions and the engines that drive their runs live apart (as Prefect keeps ``tasks.py``
+apart from ``task_engine.py``):
+
+- ``tasks`` / ``flows``: ``@task`` and ``@flow``: options, calling forms (``__call__``,
+  ``submit``, ``map``, ``with_options``), hooks as decorators. They turn a call into a request to
+  an engine.
+- ``task_engine`` / ``flow_engine``: creating runs, the sync and async drivers, and the steps of
+  a run (begin, complete, fail, cancel, crash, done) that propose states to the policies.
+- ``attempt``: one attempt of a run, mapped to the step that follows (written once per mode).
+- ``runs``: the records of runs the engines drive (and hooks receive).
+- ``walk`` / ``inputs`` / ``annotations``: the one container walker; finding upstream runs in a
+  call and resolving them; ``allow_failure``, ``unmapped``, ``quote``.
+- ``cache``: cache policies, ``task_input_hash``, the result cache and persisted results.
+- ``signature`` / ``options`` / ``params``: checking calls and options; parameter records, run
+  names and ids.
+- ``context``: the current flow/task run (``contextvars``); ``runs`` they belong to.
+- ``recorder``: where events go: the store's batched writer; ``views``: the registered live
+  view factory (the engine never imports the notebook layer).
+- ``futures``: ``TaskFuture``, ``FutureList``, ``wait``, ``as_completed``.
+- ``runners``: thread-pool and sequential task runners, waiting inside workers.
+- ``timeouts``: interrupting sync code at a deadline; ``concurrency``: tag-based slots;
+  ``tags``: the ``tags()`` context; ``run_logging``: ``get_run_logger`` and ``log_prints``;
+  ``hooks``: calling the user's state hooks.
 """
