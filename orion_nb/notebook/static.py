@@ -234,8 +234,8 @@ def _elapsed(run: dict[str, Any], now_ms: float) -> float | None:
 # -- text/plain -----------------------------------------------------------------------------------
 
 
-def summary(snapshot: dict[str, Any]) -> str:
-    """One line: ``Flow run etl/golden-falcon: Completed in 0.31 s, 6 task runs (5 Cached, 1 Completed)``."""
+def _summary_parts(snapshot: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(flow name, run name, state name, the rest of the line) of :func:`summary`."""
     run = snapshot.get("run") or {}
     now = _num(snapshot.get("now")) or time.time() * 1000.0
     rows = _rows(snapshot)
@@ -247,29 +247,35 @@ def summary(snapshot: dict[str, Any]) -> str:
         raw = snapshot.get("counts") or {}
         counts = Counter({_text(k): v for k, v in raw.items() if isinstance(v, int) and v > 0})
     n_tasks = sum(counts.values())
-    state = _one_line(run.get("state_name") or "Pending")
-    who = f"{_one_line(run.get('flow_name'))}/{_one_line(run.get('name'))}"
     elapsed = _elapsed(run, now)
-    finished = run.get("state_type") in _TERMINAL
-    if elapsed is None:
-        head = f"Flow run {who}: {state}"
-    elif finished:
-        head = f"Flow run {who}: {state} in {format_seconds(elapsed)}"
-    else:
-        head = f"Flow run {who}: {state} for {format_seconds(elapsed)}"
+    rest = ""
+    if elapsed is not None:
+        finished = run.get("state_type") in _TERMINAL
+        rest = f" {'in' if finished else 'for'} {format_seconds(elapsed)}"
     if n_tasks:
         parts = ", ".join(f"{n:,} {_one_line(name)}" for name, n in counts.most_common())
-        head += f", {_plural(n_tasks, 'task run')} ({parts})"
+        rest += f", {_plural(n_tasks, 'task run')} ({parts})"
     else:
-        head += ", no task runs"
+        rest += ", no task runs"
     if flows:
-        head += f", {_plural(flows, 'subflow run')}"
-    message = run.get("message")
+        rest += f", {_plural(flows, 'subflow run')}"
+    message = _text(run.get("message")).strip()
     if message and run.get("state_type") != "COMPLETED":
-        first = _one_line(_text(message).strip().splitlines()[0] if _text(message).strip() else "")
+        first = _one_line(message.splitlines()[0])
         if first:
-            head += f" - {_text(first, 300)}"
-    return head
+            rest += f" - {_text(first, 300)}"
+    return (
+        _one_line(run.get("flow_name")),
+        _one_line(run.get("name")),
+        _one_line(run.get("state_name") or "Pending"),
+        rest,
+    )
+
+
+def summary(snapshot: dict[str, Any]) -> str:
+    """One line: ``Flow run etl/golden-falcon: Completed in 0.31 s, 6 task runs (5 Cached, 1 Completed)``."""
+    flow, run, state, rest = _summary_parts(snapshot)
+    return f"Flow run {flow}/{run}: {state}{rest}"
 
 
 # -- text/html ------------------------------------------------------------------------------------
@@ -345,32 +351,21 @@ def _pick(rows: list[_Row]) -> list[_Row]:
     return [r for r in rows if r.index in keep]
 
 
-def _header(run: dict[str, Any], rows: list[_Row], now: float) -> list[str]:
-    tasks = [r for r in rows if r.kind == "task"]
-    state = _text(run.get("state_name") or "Pending")
+def _header(snapshot: dict[str, Any]) -> list[str]:
+    """The summary line (its text is exactly :func:`summary`), then the run's message."""
+    run = snapshot.get("run") or {}
+    flow, name, state, rest = _summary_parts(snapshot)
     stype = _text(run.get("state_type") or "PENDING")
-    elapsed = _elapsed(run, now)
-    finished = stype in _TERMINAL
-    when = ""
-    if elapsed is not None:
-        when = f" {'in' if finished else 'for'} {_e(format_seconds(elapsed))}"
     start = _num(run.get("start"))
     started = ""
     if start is not None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start / 1000.0))
-        started = f' <span style="{_MUTED}">· started {stamp} UTC</span>'
+        started = f' <span style="{_MUTED}">{ARROW} started {stamp} UTC</span>'
     out = [
-        '<p style="margin:0 0 6px">'
-        f'<b style="font-size:14px">{_e(run.get("flow_name"), MAX_NAME)}</b> {ARROW} '
-        f"<b>{_e(run.get('name'), MAX_NAME)}</b> {_badge(state, stype)}{when} · "
-        f"{_e(_plural(len(tasks), 'task run'))}{started}</p>"
+        '<p style="margin:0 0 6px">Flow run '
+        f'<b style="font-size:14px">{_e(flow, MAX_NAME)}</b>/<b>{_e(name, MAX_NAME)}</b>: '
+        f"{_badge(state, stype)}{_e(rest)}{started}</p>"
     ]
-    counts = Counter((r.state, r.type) for r in tasks)
-    if counts:
-        badges = " ".join(
-            _badge(name, stype_, f"{name} {n:,}") for (name, stype_), n in counts.most_common()
-        )
-        out.append(f'<p style="margin:0 0 6px">{badges}</p>')
     message = run.get("message")
     if message and stype != "COMPLETED":
         out.append(
@@ -529,7 +524,7 @@ def render_html(snapshot: dict[str, Any]) -> str:
         f'<div class="orion-nb-run" data-state="{_e(run.get("state_name"))}" '
         f'style="{_FONT};max-width:980px;margin:2px 0">'
     ]
-    parts += _header(run, rows, now)
+    parts += _header(snapshot)
     parts += _groups(rows)
     parts += _runs(run, rows, now)
     parts += _decisions(snapshot)

@@ -142,7 +142,7 @@ class RunView(anywidget.AnyWidget):
             return self._describe()
         return {"run": dict(self.run), "counts": dict(self.counts), "total": self.total}
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The widget, a truthful one-line summary, and the static view once the run ended.
 
         Where no widget manager runs (a code host, an HTML export, a notebook reopened
@@ -150,9 +150,11 @@ class RunView(anywidget.AnyWidget):
         """
         from orion_nb.notebook import static
 
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
+        base = super()._repr_mimebundle_(**kwargs)
+        if base is None:
             return None
+        data, metadata = base if isinstance(base, tuple) else (base, {})
+        bundle = dict(data)
         current = self._current()
         bundle["text/plain"] = static.summary(current)
         run = current.get("run") or {}
@@ -169,7 +171,7 @@ class RunView(anywidget.AnyWidget):
                     "total": self.total,
                 }
             )
-        return dict(bundle)
+        return bundle, dict(metadata)
 
     def __repr__(self) -> str:
         current = self._current()
