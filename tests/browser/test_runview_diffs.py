@@ -133,7 +133,7 @@ def test_diffs_rebuild_exactly_the_models_state(page: Page, monkeypatch: pytest.
 
 def test_diffs_carry_only_the_rows_that_changed(monkeypatch: pytest.MonkeyPatch):
     events = recorded_events(monkeypatch)
-    model, messages = stream(events, chunks=len(events))  # one diff per event
+    _model, messages = stream(events, chunks=len(events))  # one diff per event
     for m in messages:
         assert len(m["tasks"]) <= 1  # an event changes at most one row
     sizes = [len(m["tasks"]) for m in messages]
