@@ -55,6 +55,7 @@ _FONT = (
     "Helvetica,Arial,sans-serif);font-size:13px;line-height:1.45;"
     "color:var(--jp-ui-font-color1,#1f2328)"
 )
+_LEFT = ' style="text-align:left"'
 _MUTED = "color:var(--jp-ui-font-color2,#59636e)"
 _MONO = "font-family:var(--jp-code-font-family,SFMono-Regular,Menlo,Consolas,monospace)"
 
@@ -383,8 +384,8 @@ def _groups(rows: list[_Row]) -> list[str]:
         return []
     out = [
         '<table style="margin:0 0 8px">',
-        '<thead><tr><th align="left">Task</th><th align="right">Runs</th>'
-        '<th align="left">States</th><th align="right">Mean</th></tr></thead><tbody>',
+        '<thead><tr><th align="left" style="text-align:left">Task</th><th align="right">Runs</th>'
+        '<th align="left" style="text-align:left">States</th><th align="right">Mean</th></tr></thead><tbody>',
     ]
     for (kind, task), members in list(groups.items())[:MAX_GROUPS]:
         counts = Counter((r.state, r.type) for r in members)
@@ -393,8 +394,8 @@ def _groups(rows: list[_Row]) -> list[str]:
         mean = _ms(sum(done) / len(done)) if done else NONE
         label = _e(task, MAX_NAME) + (" (subflow)" if kind == "flow" else "")
         out.append(
-            f'<tr><td title="{_e(task)}">{label}</td><td align="right">{len(members):,}</td>'
-            f'<td>{badges}</td><td align="right">{_e(mean)}</td></tr>'
+            f'<tr><td title="{_e(task)}" style="text-align:left">{label}</td><td align="right">{len(members):,}</td>'
+            f'<td style="text-align:left">{badges}</td><td align="right">{_e(mean)}</td></tr>'
         )
     out.append("</tbody></table>")
     if len(groups) > MAX_GROUPS:
@@ -421,9 +422,9 @@ def _runs(run: dict[str, Any], rows: list[_Row], now: float) -> list[str]:
     shown = _pick(ordered)
     out = [
         "<table>",
-        '<thead><tr><th align="left">Task run</th><th align="left">State</th>'
+        '<thead><tr><th align="left" style="text-align:left">Task run</th><th align="left" style="text-align:left">State</th>'
         '<th align="right">Start</th><th align="right">Duration</th>'
-        f'<th align="right">Tries</th><th align="left">Timeline (0 {NONE} {_e(span)})</th>'
+        f'<th align="right">Tries</th><th align="left" style="text-align:left">Timeline (0 {NONE} {_e(span)})</th>'
         "</tr></thead><tbody>",
     ]
     for r in shown:
@@ -435,17 +436,18 @@ def _runs(run: dict[str, Any], rows: list[_Row], now: float) -> list[str]:
         duration = NONE if r.start is None else _ms((r.end if r.end is not None else now) - r.start)
         tries = str(len(r.attempts)) if r.attempts else NONE
         out.append(
-            f'<tr><td title="{_e(r.task)}">{label}</td><td>{_badge(r.state, r.type)}</td>'
+            f'<tr><td title="{_e(r.task)}" style="text-align:left">{label}</td>'
+            f'<td style="text-align:left">{_badge(r.state, r.type)}</td>'
             f'<td align="right">{_e(offset)}</td><td align="right">{_e(duration)}</td>'
             f'<td align="right">{tries}</td>'
-            f'<td title="{_e(_attempts_title(r, now), 1000)}">'
+            f'<td title="{_e(_attempts_title(r, now), 1000)}" style="text-align:left">'
             f"{scale.svg(r.segments(now), span=r.kind == 'flow')}</td></tr>"
         )
         if r.failed:
             text = _text(r.error, MAX_ERROR).rstrip()
             last = text.splitlines()[-1] if text else ""
             out.append(
-                '<tr><td colspan="6"><details><summary>'
+                '<tr><td colspan="6" style="text-align:left"><details><summary>'
                 f"{_e(r.name, MAX_NAME)}: {_e(last, 300)}</summary>"
                 f'<pre style="white-space:pre-wrap;margin:4px 0;{_MONO}">{_e(text)}</pre>'
                 "</details></td></tr>"
@@ -479,16 +481,16 @@ def _decisions(snapshot: dict[str, Any]) -> list[str]:
     out = [
         f"<details><summary>Rule decisions ({len(decided):,}"
         f"{', the last ' + str(len(shown)) if len(shown) < len(decided) else ''})</summary>",
-        '<table><thead><tr><th align="left">Time (UTC)</th><th align="left">Run</th>'
-        '<th align="left">Change</th><th align="left">Rule</th><th align="left">Reason</th>'
+        '<table><thead><tr><th align="left" style="text-align:left">Time (UTC)</th><th align="left" style="text-align:left">Run</th>'
+        '<th align="left" style="text-align:left">Change</th><th align="left" style="text-align:left">Rule</th><th align="left" style="text-align:left">Reason</th>'
         "</tr></thead><tbody>",
     ]
     for t in shown:
         change = f"{_e(t.get('from') or NONE)} → {_e(t.get('to'))}"
         out.append(
-            f"<tr><td>{_clock(t.get('ts'))}</td><td>{_e(t.get('run'), MAX_NAME)}</td>"
-            f"<td>{change}</td><td>{_e(t.get('rule'))}</td>"
-            f"<td>{_e(t.get('message'), 500)}</td></tr>"
+            f"<tr><td{_LEFT}>{_clock(t.get('ts'))}</td><td{_LEFT}>{_e(t.get('run'), MAX_NAME)}</td>"
+            f"<td{_LEFT}>{change}</td><td{_LEFT}>{_e(t.get('rule'))}</td>"
+            f"<td{_LEFT}>{_e(t.get('message'), 500)}</td></tr>"
         )
     out.append("</tbody></table></details>")
     return out
@@ -502,14 +504,14 @@ def _logs(snapshot: dict[str, Any]) -> list[str]:
     out = [
         f"<details><summary>Logs ({len(logs):,}"
         f"{', the last ' + str(len(shown)) if len(shown) < len(logs) else ''})</summary>",
-        '<table><thead><tr><th align="left">Time (UTC)</th><th align="left">Level</th>'
-        '<th align="left">Run</th><th align="left">Message</th></tr></thead><tbody>',
+        '<table><thead><tr><th align="left" style="text-align:left">Time (UTC)</th><th align="left" style="text-align:left">Level</th>'
+        '<th align="left" style="text-align:left">Run</th><th align="left" style="text-align:left">Message</th></tr></thead><tbody>',
     ]
     for lg in shown:
         out.append(
-            f"<tr><td>{_clock(lg.get('ts'))}</td><td>{_e(lg.get('level'))}</td>"
-            f"<td>{_e(lg.get('run'), MAX_NAME)}</td>"
-            f'<td style="white-space:pre-wrap">{_e(lg.get("message"), 1000)}</td></tr>'
+            f"<tr><td{_LEFT}>{_clock(lg.get('ts'))}</td><td{_LEFT}>{_e(lg.get('level'))}</td>"
+            f"<td{_LEFT}>{_e(lg.get('run'), MAX_NAME)}</td>"
+            f'<td style="white-space:pre-wrap;text-align:left">{_e(lg.get("message"), 1000)}</td></tr>'
         )
     out.append("</tbody></table></details>")
     return out

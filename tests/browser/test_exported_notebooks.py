@@ -99,3 +99,24 @@ def test_html_export_shows_the_run_offline(browser, exported: Path):
         server.server_close()
         thread.join(5)
     shutil.rmtree(exported.parent / "home", ignore_errors=True)
+
+
+def test_code_host_sanitised_view_still_reads(page, exported: Path):
+    """What a code host shows after its allow-list: no colour, no SVG, the same tables."""
+    from tests.test_static_view import sanitize_like_github
+
+    nb = nbformat.read(exported.with_suffix(".ipynb"), as_version=4)
+    clean = sanitize_like_github(nb.cells[1].outputs[0]["data"]["text/html"])
+    page.evaluate(
+        "(h) => { document.getElementById('root').remove(); "
+        "const d = document.createElement('div'); d.id = 'gh'; d.innerHTML = h; "
+        "document.body.append(d); }",
+        clean,
+    )
+    shown = page.locator("#gh")
+    expect(shown).to_contain_text("6 task runs (6 Completed)")
+    rows = shown.locator("table", has_text="Task run").locator("tr")
+    expect(rows).to_have_count(7)  # the header and six task runs
+    expect(shown.get_by_text(f"{EVIL}-0", exact=True)).to_be_visible()
+    assert shown.locator("svg").count() == 0 and shown.locator("img").count() == 0
+    shown.screenshot(path=str(ARTIFACTS / "sharing-sanitised.png"))
