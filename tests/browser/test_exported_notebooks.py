@@ -18,26 +18,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 from playwright.sync_api import expect
 
 from tests.browser.conftest import ARTIFACTS
-from tests.kernel.test_saved_notebooks import EVIL, env_for, shared_notebook
+from tests.kernel.test_saved_notebooks import EVIL, env_for, execute_shared
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ORION_NB_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ORION_NB_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ORION_NB_DISPLAY", raising=False)
-    nb = shared_notebook()
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    path = tmp_path / "shared.ipynb"
-    nbformat.write(nb, path)
+    path = execute_shared(tmp_path, monkeypatch)
     res = subprocess.run(
         [str(Path(sys.executable).parent / "jupyter-nbconvert"), "--to", "html", str(path)],
         capture_output=True,

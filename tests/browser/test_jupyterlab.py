@@ -25,6 +25,7 @@ import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import require_or_skip
+from tests.kernel.test_saved_notebooks import notebook_of
 
 pytestmark = pytest.mark.browser
 
@@ -79,16 +80,7 @@ def lab(
     )
     work = root / "work"
     work.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb"),
-        nbformat.v4.new_code_cell(CELL),
-    ]
+    nb = notebook_of("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb", CELL)
     nbformat.write(nb, work / "demo.ipynb")
     port = _free_port()
     env = {

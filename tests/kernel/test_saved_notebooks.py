@@ -26,16 +26,22 @@ BIN = Path(sys.executable).parent
 EVIL = "<img src=x onerror=alert(1)>"
 
 
-def shared_notebook() -> nbformat.NotebookNode:
+def notebook_of(*sources: str) -> nbformat.NotebookNode:
+    """A notebook of code cells for the python3 kernel."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext orion_nb\nimport orion_nb\nfrom orion_nb import task"),
-        nbformat.v4.new_code_cell(
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    return nb
+
+
+def shared_notebook() -> nbformat.NotebookNode:
+    return notebook_of(
+        "%load_ext orion_nb\nimport orion_nb\nfrom orion_nb import task",
+        (
             "%%flow shared\n"
             "@task(retries=1, retry_delay_seconds=0)\n"
             "def step(i, tries=[]):\n"
@@ -47,9 +53,22 @@ def shared_notebook() -> nbformat.NotebookNode:
             "evil()\n"
             "total = sum(step(i) for i in range(5))"
         ),
-        nbformat.v4.new_code_cell("orion_nb.view('shared')"),
-    ]
-    return nb
+        "orion_nb.view('shared')",
+    )
+
+
+def execute_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Runs the shared notebook with nbclient (a fresh orion_nb home) and saves it."""
+    monkeypatch.setenv("ORION_NB_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ORION_NB_DATABASE_URL", raising=False)
+    monkeypatch.delenv("ORION_NB_DISPLAY", raising=False)
+    nb = shared_notebook()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    path = tmp_path / "shared.ipynb"
+    nbformat.write(nb, path)
+    return path
 
 
 def env_for(home: Path) -> dict[str, str]:
@@ -80,15 +99,7 @@ def check_saved(nb: nbformat.NotebookNode) -> str:
 
 
 def test_nbclient_saves_the_static_view_and_markdown_carries_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("ORION_NB_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ORION_NB_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ORION_NB_DISPLAY", raising=False)
-    nb = shared_notebook()
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    path = tmp_path / "shared.ipynb"
-    nbformat.write(nb, path)
+    path = execute_shared(tmp_path, monkeypatch)
     summary = check_saved(nbformat.read(path, as_version=4))
     res = subprocess.run(
         [str(BIN / "jupyter-nbconvert"), "--to", "markdown", str(path), "--stdout"],
