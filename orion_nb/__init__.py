@@ -62,11 +62,7 @@ __all__ = [
 
 
 def view(run_id: str) -> Any:
-    """The view of a recorded flow run (id, unique id prefix or run name).
-
-    Shows as static HTML that survives saving, exporting and sharing the notebook;
-    ``orion_nb.view(run_id).widget()`` is the interactive RunView widget.
-    """
+    """The RunView widget of a recorded flow run (id, unique id prefix or run name)."""
     from orion_nb.notebook.views import view as _view
 
     return _view(run_id)
