@@ -16,7 +16,12 @@
 //     changed and is visible, so a burst of updates costs one frame (el.dataset.renders counts
 //     frames, for tests);
 //   - the clock ticks once a second only while the run is unfinished, and render() returns a
-//     cleanup that stops it, the observers and every model listener when the view goes away.
+//     cleanup that stops it, the observers and every model listener when the view goes away;
+//   - a live run's updates arrive as custom messages, not trait syncs: initialize() (once per
+//     model, before anywidget hands the model any message) applies each "diff" (rows replaced
+//     by id or appended, transitions and logs appended) or "snapshot" to the model's own traits
+//     with model.set, so views redraw from change events exactly as for a synced trait. A model
+//     that sees a diff it cannot apply (it missed one) asks the kernel for a snapshot.
 
 const SVG_LIMIT = 2000; // timeline runs drawn as SVG; above, a canvas
 const CAP = 500; // transitions / log records kept on screen
@@ -199,6 +204,78 @@ function segmentsOf(r) {
     const key = last && (finished || open) ? stateKey(r.state, r.type) : stateKey(null, a[2]);
     return [a[0], open ? null : a[1], key];
   });
+}
+
+// --- live updates: diffs and snapshots --------------------------------------------------------
+
+const TRAITS = ["run", "task_columns", "tasks", "transitions", "logs", "counts", "now", "total"];
+
+function appendCapped(list, more) {
+  const next = (Array.isArray(list) ? list : []).concat(more);
+  return next.length > CAP ? next.slice(-CAP) : next;
+}
+
+/** The tasks trait with ``rows`` merged in: a row replaces the one with its id, or is appended. */
+function mergeRows(model, rows, sync) {
+  const current = model.get("tasks") || [];
+  const cols = model.get("task_columns");
+  const idAt = Math.max(0, (Array.isArray(cols) && cols.length ? cols : COLUMNS).indexOf("id"));
+  if (sync.indexed !== current) {
+    sync.index = new Map();
+    current.forEach((r, i) => sync.index.set(r[idAt], i));
+  }
+  const next = current.slice();
+  for (const r of rows) {
+    if (!Array.isArray(r)) continue;
+    const i = sync.index.get(r[idAt]);
+    if (i === undefined) {
+      sync.index.set(r[idAt], next.length);
+      next.push(r);
+    } else next[i] = r;
+  }
+  sync.indexed = next;
+  return next;
+}
+
+/**
+ * Applies one message from the kernel to the model's traits; returns what it did
+ * ("snapshot", "diff", "attach" when it asked for a snapshot, or "ignored").
+ * ``sync`` ({seq}) is the model's position in the kernel's numbered stream of updates.
+ */
+export function applyMessage(model, msg, sync) {
+  if (!msg || typeof msg !== "object") return "ignored";
+  if (msg.kind === "snapshot") {
+    for (const key of TRAITS) if (key in msg) model.set(key, msg[key]);
+    sync.seq = msg.seq;
+    sync.asked = false;
+    sync.indexed = null;
+    return "snapshot";
+  }
+  if (msg.kind !== "diff") return "ignored";
+  if (msg.base !== sync.seq) {
+    if (sync.asked) return "ignored";
+    sync.asked = true;
+    model.send({ kind: "attach", seq: sync.seq });
+    return "attach";
+  }
+  sync.seq = msg.seq;
+  if (msg.run && typeof msg.run === "object") model.set("run", msg.run);
+  if (Array.isArray(msg.tasks) && msg.tasks.length) model.set("tasks", mergeRows(model, msg.tasks, sync));
+  if (Array.isArray(msg.transitions) && msg.transitions.length) {
+    model.set("transitions", appendCapped(model.get("transitions"), msg.transitions));
+  }
+  if (Array.isArray(msg.logs) && msg.logs.length) model.set("logs", appendCapped(model.get("logs"), msg.logs));
+  if (msg.counts && typeof msg.counts === "object") model.set("counts", msg.counts);
+  if (isNum(msg.total)) model.set("total", msg.total);
+  if (isNum(msg.now)) model.set("now", msg.now);
+  return "diff";
+}
+
+function initialize({ model }) {
+  const sync = { seq: 0, asked: false, index: null, indexed: null };
+  const onMessage = (msg) => applyMessage(model, msg, sync);
+  model.on("msg:custom", onMessage);
+  return () => model.off("msg:custom", onMessage);
 }
 
 // --- the view --------------------------------------------------------------------------------
@@ -1025,4 +1102,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

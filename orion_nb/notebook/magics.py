@@ -160,7 +160,7 @@ class OrionMagics(Magics):
         Usage::
 
             %orion runs [--limit N] [--flow NAME] [--state S]   recent flow runs as a table
-            %orion view RUN                                       the RunView widget of a past run
+            %orion view RUN [--widget]                            a past run (static; --widget: interactive)
             %orion timeline RUN                                   the run's timeline (plotly)
             %orion config                                         database (masked), home, display
 
@@ -176,6 +176,8 @@ class OrionMagics(Magics):
         for name in ("view", "timeline"):
             p = sub.add_parser(name, add_help=False)
             p.add_argument("run")
+            if name == "view":
+                p.add_argument("--widget", action="store_true")
         sub.add_parser("config", add_help=False)
         try:
             args = parser.parse_args(shlex.split(line))
@@ -193,7 +195,8 @@ class OrionMagics(Magics):
             from orion_nb.notebook import views
 
             if args.command == "view":
-                return views.view(args.run)
+                report = views.view(args.run)
+                return report.widget() if args.widget else report
             return views.timeline(args.run)
         except OrionNBError as exc:
             raise UsageError(str(exc)) from None

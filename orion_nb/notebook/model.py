@@ -3,6 +3,11 @@
 One class serves the live widget (fed by engine events as they happen) and ``view(run_id)``
 (fed by the same events rebuilt from the database), so a past run looks exactly as it did
 live. Times in the snapshot are epoch milliseconds, as the front-end expects.
+
+The live widget does not resend everything at each update: the model remembers what changed
+since the last :meth:`RunModel.take_diff` (task rows by run id, the run header, new transitions
+and log records), so an update of a run with 10,000 task runs carries the few rows that moved,
+not all 10,000. :meth:`RunModel.snapshot` is the full state, sent when a view attaches.
 """
 
 from __future__ import annotations
@@ -50,6 +55,13 @@ class RunModel:
         self.transitions: deque[dict[str, Any]] = deque(maxlen=MAX_TRANSITIONS)
         self.logs: deque[dict[str, Any]] = deque(maxlen=MAX_LOGS)
         self.version = 0
+        self.counts: dict[str, int] = {}  # task runs per state name, kept as states arrive
+        self.total = 0
+        # what changed since the last take_diff()
+        self._changed: dict[str, None] = {}  # row ids, an ordered set
+        self._new_transitions = 0
+        self._new_logs = 0
+        self._run_changed = False
 
     # -- events -------------------------------------------------------------------------------
     def apply(self, ev: tuple[Any, ...]) -> None:
@@ -66,6 +78,13 @@ class RunModel:
                 return
             parent = None if flow_run_id == self.root_id else flow_run_id
             depth = self.flows.get(flow_run_id, {}).get("depth", 0)
+            if rid not in self.rows:
+                self.total += 1
+                self.counts["Pending"] = self.counts.get("Pending", 0) + 1
+            else:  # the same run announced twice: its old state leaves the counts
+                self._count(self.rows[rid][_SNAME], -1)
+                self.counts["Pending"] = self.counts.get("Pending", 0) + 1
+            self._changed[rid] = None
             self.rows[rid] = [
                 rid,
                 task_name,
@@ -97,12 +116,14 @@ class RunModel:
                     "message": None,
                     "parameters": params,
                 }
+                self._run_changed = True
                 return
             # a subflow: a row in its parent's table, with its own tasks nested under it
             parent_flow = self.mirror_parent.get(parent_task_run_id or "", self.root_id)
             parent_depth = self.flows.get(parent_flow or "", {}).get("depth", 0)
             parent_id = None if parent_flow == self.root_id else parent_flow
             self.flows[rid] = {"depth": parent_depth + 1}
+            self._changed[rid] = None
             self.rows[rid] = [
                 rid,
                 flow_name,
@@ -122,6 +143,7 @@ class RunModel:
             self.logs.append(
                 {"ts": ev[4] * 1000.0, "level": ev[3], "run": run_name, "message": str(ev[5])}
             )
+            self._new_logs += 1
 
     def _state(
         self,
@@ -152,6 +174,7 @@ class RunModel:
                 "message": message,
             }
         )
+        self._new_transitions += 1
         if run_kind == "flow" and run_id == self.root_id:
             run = self.run
             run["state_type"] = tname
@@ -161,10 +184,15 @@ class RunModel:
             if tname in _TERMINAL:
                 run["end"] = ts
                 run["message"] = message
+            self._run_changed = True
             return
         row = self.rows.get(run_id)
         if row is None:
             return
+        self._changed[run_id] = None
+        if row[_KIND] == "task" and row[_SNAME] != sname:
+            self._count(row[_SNAME], -1)
+            self._count(sname, 1)
         row[_TYPE] = tname
         row[_SNAME] = sname
         attempts = row[_ATTEMPTS]
@@ -182,26 +210,71 @@ class RunModel:
             if tname != "COMPLETED":
                 row[_ERROR] = error or message
 
+    def _count(self, name: str, delta: int) -> None:
+        n = self.counts.get(name, 0) + delta
+        if n > 0:
+            self.counts[name] = n
+        else:
+            self.counts.pop(name, None)
+
     # -- output -------------------------------------------------------------------------------
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
-        rows = [
-            [*list(r[:_ATTEMPTS]), [list(a) for a in r[_ATTEMPTS]], *list(r[_ATTEMPTS + 1 :])]
-            for r in self.rows.values()
-        ]
-        counts: dict[str, int] = {}
-        total = 0
-        for r in self.rows.values():
-            if r[_KIND] == "task":
-                total += 1
-                counts[r[_SNAME]] = counts.get(r[_SNAME], 0) + 1
-        run = {k: v for k, v in self.run.items() if k != "parameters"}
+        """The whole view: what a view needs when it attaches (traits of the RunView widget)."""
         return {
-            "run": run,
+            "run": self._run_header(),
             "task_columns": TASK_COLUMNS,
-            "tasks": rows,
+            "tasks": [_copy_row(r) for r in self.rows.values()],
             "transitions": list(self.transitions),
             "logs": list(self.logs),
-            "counts": counts,
+            "counts": dict(self.counts),
             "now": (time.time() if now is None else now) * 1000.0,
-            "total": total,
+            "total": self.total,
         }
+
+    def take_diff(self, now: float | None = None) -> dict[str, Any]:
+        """What changed since the last call (or :meth:`clear_changes`), and forget it.
+
+        ``tasks`` holds the changed rows whole, keyed by their ``id`` column: a view replaces
+        the row with that id or appends it (new rows come in creation order, so a view's rows
+        stay in the model's order). ``transitions`` and
+        ``logs`` are the records appended since (a view appends them and keeps its last 500).
+        ``run`` is there only when the header changed; ``counts``, ``total`` and ``now``
+        always (they are small).
+        """
+        diff: dict[str, Any] = {
+            "tasks": [_copy_row(self.rows[rid]) for rid in self._changed if rid in self.rows],
+            "transitions": _tail(self.transitions, self._new_transitions),
+            "logs": _tail(self.logs, self._new_logs),
+            "counts": dict(self.counts),
+            "total": self.total,
+            "now": (time.time() if now is None else now) * 1000.0,
+        }
+        if self._run_changed:
+            diff["run"] = self._run_header()
+        self.clear_changes()
+        return diff
+
+    def clear_changes(self) -> None:
+        """Forget what changed (after a full snapshot went out)."""
+        self._changed = {}
+        self._new_transitions = 0
+        self._new_logs = 0
+        self._run_changed = False
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything changed since the last diff."""
+        return bool(self._changed or self._new_transitions or self._new_logs or self._run_changed)
+
+    def _run_header(self) -> dict[str, Any]:
+        return {k: v for k, v in self.run.items() if k != "parameters"}
+
+
+def _copy_row(r: list[Any]) -> list[Any]:
+    """A row whose attempt lists the model will not change later (it keeps mutating its own)."""
+    return [*r[:_ATTEMPTS], [list(a) for a in r[_ATTEMPTS]], *r[_ATTEMPTS + 1 :]]
+
+
+def _tail(records: deque[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    n = min(n, len(records))
+    return list(records)[-n:] if n else []

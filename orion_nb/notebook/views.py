@@ -1,4 +1,4 @@
-"""Views of recorded runs: the RunView widget rebuilt from the database, and a plotly timeline.
+"""Views of recorded runs: the static view (and its RunView widget) rebuilt from the database, and a plotly timeline.
 
 A recorded run is turned back into the engine's own events and fed to the same
 :class:`~orion_nb.notebook.model.RunModel` the live widget uses, so a past run looks as it did.
@@ -13,39 +13,13 @@ from orion_nb import history
 from orion_nb._events import state_event
 from orion_nb.errors import OrionNBError
 from orion_nb.notebook.model import RunModel
+from orion_nb.notebook.palette import STATE_COLORS, TYPE_COLORS
+from orion_nb.notebook.static import RunReport
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from orion_nb.notebook.widget import RunView
-
 __all__ = ["STATE_COLORS", "model_for", "resolve_run_id", "timeline", "view"]
-
-STATE_COLORS = {
-    "Completed": "#2e9e5b",
-    "Cached": "#8fd1a8",
-    "Running": "#2f7fd8",
-    "Retrying": "#2f7fd8",
-    "Pending": "#a0a7b4",
-    "Scheduled": "#a0a7b4",
-    "Late": "#d99a1e",
-    "AwaitingRetry": "#e0a526",
-    "Failed": "#d64545",
-    "TimedOut": "#b8324f",
-    "Crashed": "#8e2c8e",
-    "Cancelled": "#6b6f78",
-    "Paused": "#9a8c2e",
-}
-_TYPE_COLORS = {
-    "COMPLETED": "#2e9e5b",
-    "RUNNING": "#2f7fd8",
-    "FAILED": "#d64545",
-    "CRASHED": "#8e2c8e",
-    "CANCELLED": "#6b6f78",
-    "SCHEDULED": "#a0a7b4",
-    "PENDING": "#a0a7b4",
-    "PAUSED": "#9a8c2e",
-}
 
 
 def resolve_run_id(run: str) -> str:
@@ -150,15 +124,15 @@ def model_for(run_id: str) -> RunModel:
     return model
 
 
-def view(run_id: str) -> RunView:
-    """The RunView widget of a recorded flow run (any session, any process that recorded it)."""
-    model = model_for(run_id)
-    from orion_nb.notebook.widget import RunView
+def view(run_id: str) -> RunReport:
+    """The static view of a recorded flow run (any session, any process that recorded it).
 
-    widget = RunView()
+    It shows as HTML in a notebook and keeps showing after the kernel is gone (saved
+    notebooks, HTML exports, code hosts); ``.widget()`` gives the interactive RunView.
+    """
+    model = model_for(run_id)
     end = model.run.get("end")
-    widget.set_snapshot(model.snapshot(now=(end / 1000.0) if end else None))
-    return widget
+    return RunReport(model.snapshot(now=(end / 1000.0) if end else None))
 
 
 def timeline(run_id: str) -> go.Figure:
@@ -186,7 +160,7 @@ def timeline(run_id: str) -> go.Figure:
                 if i == len(segments) - 1
                 else ("Failed" if stype == "FAILED" else stype.title())
             )
-            color = STATE_COLORS.get(state_name, _TYPE_COLORS.get(stype, "#888"))
+            color = STATE_COLORS.get(state_name, TYPE_COLORS.get(stype, "#888"))
             legend = state_name not in seen
             seen.add(state_name)
             fig.add_trace(

@@ -18,12 +18,25 @@ Trait contract (times are epoch milliseconds):
 - ``counts``: task runs per state name; ``total``: the number of task runs
 - ``now``: when the snapshot was taken (the elapsed clock of an unfinished run counts from it)
 
-The engine pushes a whole snapshot with :meth:`RunView.set_snapshot`, which sends one comm
-message per update; the front-end coalesces bursts into one redraw per animation frame.
+A recorded run's view is static: :meth:`RunView.set_snapshot` assigns every trait once. A
+running flow's view changes ten times a second, so it does not resend the traits: the
+:class:`~orion_nb.notebook.live.WidgetView` sends custom messages that the front-end model
+applies to its own copy of the traits (the module's ``initialize``, which runs once per model
+before any message is handled):
+
+- ``{kind: "diff", seq, base, tasks, transitions, logs, counts, total, now[, run]}``: the rows
+  that changed since message ``base`` (replaced by their ``id``, or appended), the transitions
+  and log records appended since; applied only when the model is at ``base``.
+- ``{kind: "snapshot", seq, <every trait>}``: the whole state.
+- From the front-end, ``{kind: "attach", seq}``: a model that missed diffs (it was created
+  after the run started, e.g. in a second browser tab) asks for a snapshot.
+
+The front-end coalesces bursts into one redraw per animation frame either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +123,62 @@ class RunView(anywidget.AnyWidget):
             for key, value in snapshot.items():
                 setattr(self, key, value)
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # set by a live WidgetView: the current header and counts (the traits lag behind a
+        # live run, whose updates travel as diffs), and what to do when a view attaches
+        self._describe: Callable[[], dict[str, Any]] | None = None
+        self._on_attach: Callable[[], None] | None = None
+        self.on_msg(self._handle_custom)
+
+    def _handle_custom(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        attach = isinstance(content, dict) and content.get("kind") == "attach"
+        if attach and self._on_attach is not None:
+            self._on_attach()
+
+    def _current(self) -> dict[str, Any]:
+        """The run header, counts and total this widget shows now (cheap: no task rows)."""
+        if self._describe is not None:
+            return self._describe()
+        return {"run": dict(self.run), "counts": dict(self.counts), "total": self.total}
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The widget, a truthful one-line summary, and the static view once the run ended.
+
+        Where no widget manager runs (a code host, an HTML export, a notebook reopened
+        without its widget state), readers get the ``text/html`` or ``text/plain`` entry.
+        """
+        from orion_nb.notebook import static
+
+        base = super()._repr_mimebundle_(**kwargs)
+        if base is None:
+            return None
+        data, metadata = base if isinstance(base, tuple) else (base, {})
+        bundle = dict(data)
+        current = self._current()
+        bundle["text/plain"] = static.summary(current)
+        run = current.get("run") or {}
+        if self._describe is None and run.get("end") is not None:
+            bundle["text/html"] = static.render_html(
+                {
+                    "run": dict(self.run),
+                    "task_columns": list(self.task_columns),
+                    "tasks": list(self.tasks),
+                    "transitions": list(self.transitions),
+                    "logs": list(self.logs),
+                    "counts": dict(self.counts),
+                    "now": self.now,
+                    "total": self.total,
+                }
+            )
+        return bundle, dict(metadata)
+
     def __repr__(self) -> str:
-        run = self.run or {}
+        current = self._current()
+        run = current.get("run") or {}
+        if not run.get("id"):
+            return "RunView(no flow run yet)"
         return (
-            f"RunView(run={run.get('name')!r}, state={run.get('state_name')!r}, tasks={self.total})"
+            f"RunView(flow={run.get('flow_name')!r}, run={run.get('name')!r}, "
+            f"state={run.get('state_name')!r}, tasks={current.get('total', 0)})"
         )

@@ -34,7 +34,9 @@ CHROMIUM_ARGS = [
 ]
 
 # A notebook cell is about 900 px wide. The fake model behaves like anywidget's: ``set`` stores
-# the value and fires ``change:<name>`` synchronously; ``on`` / ``off`` manage listeners.
+# the value and fires ``change:<name>`` synchronously; ``on`` / ``off`` manage listeners;
+# ``initialize`` runs before ``render``, as anywidget does once per model; ``__emit`` delivers a
+# custom message from the "kernel" and ``__sent`` collects what the module sends back.
 INDEX = """<!doctype html>
 <html><head><meta charset="utf-8"><title>RunView</title><link rel="icon" href="data:,">
 <link rel="stylesheet" href="runview.css">
@@ -64,9 +66,14 @@ const model = {
     listeners[event] = (listeners[event] || []).filter((f) => f !== fn);
   },
   save_changes: () => {},
-  send: () => {},
+  send: (msg) => { window.__sent.push(msg); },
 };
+window.__sent = [];
 window.__model = model;
+// a custom message from the kernel, as anywidget delivers it
+window.__emit = (msg) => {
+  for (const fn of (listeners["msg:custom"] || []).slice()) fn(msg, []);
+};
 window.__setAll = (snapshot) => {
   for (const [name, value] of Object.entries(snapshot)) model.set(name, value);
 };
@@ -74,6 +81,7 @@ window.__frames = (n) => new Promise((resolve) => {
   const step = () => (--n <= 0 ? resolve() : requestAnimationFrame(step));
   requestAnimationFrame(step);
 });
+window.__uninit = widget.initialize ? widget.initialize({model}) : null;
 window.__cleanup = widget.render({model, el: document.getElementById("root")});
 window.__ready = true;
 </script></body></html>

@@ -1,7 +1,10 @@
-"""The full layer: JupyterLab in Chromium runs a %%flow cell and shows the live RunView widget.
+"""The full layer: JupyterLab and Notebook 7 in Chromium run a %%flow cell, save, reopen.
 
-One JupyterLab server per module (about 15 s to start and load); everything is local: the
-server on 127.0.0.1 with a token, Chromium headless, every non-localhost request blocked.
+While the cell runs, the output is the live RunView widget; when the run ends it becomes the
+static view (same output, by display id). Saved and reopened with a fresh kernel, the notebook
+shows the run, never "Error displaying widget" (neither app saves widget state by default).
+One server per app (about 15 s to start and load); everything is local: the server on
+127.0.0.1 with a token, Chromium headless, every non-localhost request blocked.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import require_or_skip
+from tests.kernel.test_saved_notebooks import notebook_of
 
 pytestmark = pytest.mark.browser
 
@@ -48,13 +52,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def lab(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, str]]:
+    app = request.param
+    command = f"jupyter-{app}"
     require_or_skip(Path(CHROMIUM).exists(), "Chromium (/usr/bin/chromium)")
     require_or_skip(
-        shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is not None, "JupyterLab"
+        shutil.which(command, path=str(Path(sys.executable).parent)) is not None,
+        "JupyterLab" if app == "lab" else "Jupyter Notebook 7",
     )
-    root = tmp_path_factory.mktemp("lab")
+    root = tmp_path_factory.mktemp(app)
     cfg = root / "cfg"
     settings = cfg / "lab-settings"
     (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
@@ -71,16 +80,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     )
     work = root / "work"
     work.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb"),
-        nbformat.v4.new_code_cell(CELL),
-    ]
+    nb = notebook_of("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb", CELL)
     nbformat.write(nb, work / "demo.ipynb")
     port = _free_port()
     env = {
@@ -95,7 +95,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     env.pop("ORION_NB_DISPLAY", None)
     proc = subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "jupyter-lab"),
+            str(Path(sys.executable).parent / command),
             "--no-browser",
             "--allow-root",
             f"--IdentityProvider.token={TOKEN}",
@@ -103,7 +103,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
             f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0",
             f"--ServerApp.root_dir={work}",
-            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.expose_app_in_browser=True"
+            if app == "lab"
+            else "--JupyterNotebookApp.expose_app_in_browser=True",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -122,7 +124,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
                         f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}"
                     ) from None
                 time.sleep(0.3)
-        yield base, root
+        yield base, root, app
     finally:
         proc.terminate()
         try:
@@ -131,10 +133,33 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
             proc.kill()
 
 
-def test_flow_cell_shows_live_widget_in_jupyterlab(lab):
+READY = """() => {
+    const app = window.jupyterapp;
+    if (!app || !app.shell) return false;
+    const w = app.shell.currentWidget;
+    if (!w || !w.context || !w.context.isReady || !w.sessionContext) return false;
+    const s = w.sessionContext;
+    const k = s.session && s.session.kernel;
+    return s.isReady && !!k && k.connectionStatus === 'connected' && k.status === 'idle';
+}"""
+
+
+def _shut_down_kernels(base: str) -> None:
+    """Ends every session and its kernel through the server's REST API (a fresh start)."""
+    with urllib.request.urlopen(f"{base}/api/sessions?token={TOKEN}", timeout=10) as r:
+        sessions = json.load(r)
+    for session in sessions:
+        req = urllib.request.Request(
+            f"{base}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE"
+        )
+        urllib.request.urlopen(req, timeout=30).close()
+
+
+def test_flow_cell_is_live_while_it_runs_and_stays_visible_after_reopening(lab):
     from playwright.sync_api import expect, sync_playwright
 
-    base, _root = lab
+    base, root, app = lab
+    url = f"{base}/lab/tree/demo.ipynb" if app == "lab" else f"{base}/notebooks/demo.ipynb"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -152,41 +177,58 @@ def test_flow_cell_shows_live_widget_in_jupyterlab(lab):
         page = context.new_page()
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{base}/lab/tree/demo.ipynb?token={TOKEN}")
-        page.wait_for_function(
-            """() => {
-                const app = window.jupyterapp;
-                if (!app || !app.shell) return false;
-                const w = app.shell.currentWidget;
-                if (!w || !w.context || !w.context.isReady || !w.sessionContext) return false;
-                const s = w.sessionContext;
-                const k = s.session && s.session.kernel;
-                return s.isReady && !!k && k.connectionStatus === 'connected' && k.status === 'idle';
-            }""",
-            timeout=90_000,
-        )
+        page.goto(f"{url}?token={TOKEN}")
+        page.wait_for_function(READY, timeout=90_000)
         # don't await the command: it resolves only when every cell has finished
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         widget = page.locator(".onb-runview").first
         try:
             expect(widget).to_be_visible(timeout=60_000)
         finally:
-            page.screenshot(path=str(ARTIFACTS / "jupyterlab-first-output.png"))
+            page.screenshot(path=str(ARTIFACTS / f"{app}-first-output.png"))
         badge = widget.locator(".onb-header [data-state]").first
-        # while the 50 tasks run, the flow is Running and counts grow; then it completes
+        # while the 50 tasks run, the live widget shows the flow Running and counts growing
         expect(badge).to_have_attribute("data-state", "Running", timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "jupyterlab-running.png"))
-        expect(badge).to_have_attribute("data-state", "Completed", timeout=60_000)
-        expect(widget.locator(".onb-counts [data-state='Completed']").first).to_contain_text(
-            "51", timeout=30_000
+        expect(widget.locator(".onb-counts [data-state='Completed']").first).to_be_visible(
+            timeout=30_000
         )
-        bars = widget.locator("g.onb-run")
-        expect(bars).to_have_count(51, timeout=30_000)
-        # the task named like an HTML tag is shown as text, never as markup
-        expect(widget.get_by_text("<img src=x onerror=alert(1)>").first).to_be_attached()
-        assert widget.locator("img").count() == 0
+        page.screenshot(path=str(ARTIFACTS / f"{app}-running.png"))
+        if app == "lab":
+            # the picture in docs/notebook.md is a copy of this artifact
+            widget.screenshot(path=str(ARTIFACTS / "runview-jupyterlab.png"))
+        # the run ends: the same output becomes the static view
+        static = page.locator(".orion-nb-run").first
+        expect(static).to_have_attribute("data-state", "Completed", timeout=90_000)
+        check_static_view(static, page)
+        assert page.locator(".onb-runview").count() == 0
+        page.screenshot(path=str(ARTIFACTS / f"{app}-completed.png"))
+        # save, end the kernel, reopen: a fresh kernel, no widget state in the file
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        saved = root / "work" / "demo.ipynb"
+        deadline = time.monotonic() + 30
+        while "orion-nb-run" not in saved.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "orion-nb-run" in saved.read_text()
+        _shut_down_kernels(base)
+        page.reload()
+        page.wait_for_function(READY, timeout=90_000)
+        static = page.locator(".orion-nb-run").first
+        expect(static).to_have_attribute("data-state", "Completed", timeout=30_000)
+        check_static_view(static, page)
+        expect(page.get_by_text("Error displaying widget")).to_have_count(0)
+        assert page.locator(".onb-runview").count() == 0
         assert dialogs == []
-        page.screenshot(path=str(ARTIFACTS / "jupyterlab-completed.png"))
-        # the picture in docs/notebook.md is a copy of this artifact
-        widget.screenshot(path=str(ARTIFACTS / "runview-jupyterlab.png"))
+        page.screenshot(path=str(ARTIFACTS / f"{app}-reopened.png"))
+        static.screenshot(path=str(ARTIFACTS / f"sharing-{app}-reopened.png"))
         browser.close()
+
+
+def check_static_view(static, page) -> None:
+    from playwright.sync_api import expect
+
+    expect(static).to_contain_text("51 task runs (51 Completed)")
+    expect(static.locator("svg")).to_have_count(51)
+    # the task named like an HTML tag is shown as text, never as markup
+    expect(static.get_by_text("<img src=x onerror=alert(1)>-0", exact=True)).to_be_visible()
+    assert static.locator("img").count() == 0
+    assert page.locator("img[src=x]").count() == 0

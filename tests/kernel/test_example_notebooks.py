@@ -66,9 +66,9 @@ def test_etl_notebook(tmp_path, monkeypatch):
     text = outputs_text(nb)
     assert "pipeline finished: validation failed" in text
     assert "application/vnd.plotly.v1+json" in text
-    # the live widget's final state is saved in the notebook
-    assert "application/vnd.jupyter.widget-view+json" in text
-    assert "widgets" in nb.metadata
+    # each finished run left its static view and a truthful summary (issue 10)
+    assert text.count("orion-nb-run") >= 3  # two flow cells and orion_nb.view(first_run)
+    assert "Flow run etl/" in text and "run=None" not in text
 
 
 def test_history_notebook(tmp_path, monkeypatch):
@@ -98,6 +98,7 @@ def test_quickstart_notebook(tmp_path, monkeypatch):
     assert "RetryFailedRuns" in rules
     text = outputs_text(nb)
     assert "ZeroDivisionError" in text and "'Failed'" in text
+    assert "run=None" not in text and "Flow run etl/" in text
 
 
 def test_main_job_script(tmp_path):
