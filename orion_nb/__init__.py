@@ -116,7 +116,11 @@ _register_view_factory(_notebook_view)
 
 
 def view(run_id: str) -> _t.Any:
-    """The RunView widget of a recorded flow run (id, unique id prefix or run name)."""
+    """The static view of a recorded flow run (id, unique id prefix or run name).
+
+    It renders as HTML and a one-line summary everywhere a notebook travels (saved files,
+    nbconvert, code hosts); ``.widget()`` gives the interactive RunView.
+    """
     from orion_nb.notebook.views import view as _view
 
     return _view(run_id)
