@@ -61,9 +61,9 @@ class Settings:
     """
 
     home: Path = field(
-        default_factory=lambda: Path(
-            os.environ.get("ORION_NB_HOME", "~/.orion_nb")
-        ).expanduser().absolute()
+        default_factory=lambda: (
+            Path(os.environ.get("ORION_NB_HOME", "~/.orion_nb")).expanduser().absolute()
+        )
     )
     database_url: str | None = field(
         default_factory=lambda: os.environ.get("ORION_NB_DATABASE_URL") or None

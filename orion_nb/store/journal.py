@@ -121,7 +121,9 @@ class Journal:
         return [JournalFile(p) for p in sorted(self.dir.glob("*.jsonl"))]
 
     @staticmethod
-    def other_databases(root: Path, except_key: str | None = None) -> Iterator[tuple[str, str, int]]:
+    def other_databases(
+        root: Path, except_key: str | None = None
+    ) -> Iterator[tuple[str, str, int]]:
         """``(key, masked database, files)`` for every other database with a journal."""
         if not root.is_dir():
             return

@@ -119,7 +119,8 @@ def mark_crashed(conn: Any, crashes: list[Crash], now: float | None = None) -> l
     if not crashes:
         return []
     ts = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    flows, tasks = FlowRun.__table__, TaskRun.__table__  # type: ignore[attr-defined]
+    flows: Any = FlowRun.__table__
+    tasks: Any = TaskRun.__table__
     by_id = {c.run_id: c for c in crashes}
     flow_ids = [c.run_id for c in crashes if c.kind == "flow"]
     # task runs inside a crashed flow run crashed with it

@@ -137,8 +137,7 @@ class Writer:
         except Exception as exc:
             self._lt.stop()
             raise ConfigurationError(
-                f"Cannot use the database {mask_url(self.url)!r}: "
-                f"{database.explain(exc, self.url)}"
+                f"Cannot use the database {mask_url(self.url)!r}: {database.explain(exc, self.url)}"
             ) from None
         atexit.register(self.close)
         from orion_nb.store import signals
