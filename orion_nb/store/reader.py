@@ -70,6 +70,7 @@ class Reader:
             except ConfigurationError:
                 lt.run(_dispose(engine))
                 raise
+            _replay(self.url)
             lt.run(_reconcile(engine))
             self.engine = engine
             return engine
@@ -95,6 +96,21 @@ class Reader:
             engine, self.engine = self.engine, None
         if engine is not None:
             get_loop_thread().run(_dispose(engine))
+
+
+def _replay(url: str) -> None:
+    """Write records another process left in the journal, before reading (best effort)."""
+    from orion_nb.settings import get_settings
+    from orion_nb.store.journal import Journal
+
+    if not Journal(get_settings().journal_dir, url).files():
+        return
+    from orion_nb.store.writer import Writer
+
+    try:
+        Writer(url).start().close()
+    except ConfigurationError:
+        pass  # a read-only history: read what is there
 
 
 async def _reconcile(engine: Any) -> None:

@@ -19,18 +19,18 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
+import weakref
 from typing import Any
 
 __all__ = ["install"]
 
 _installed: dict[str, Any] = {}
-_TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+_writers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def install(writer: Any) -> None:
-    """Make ``writer`` the one flushed on SIGTERM (idempotent; main thread only)."""
-    _installed["writer"] = writer
+    """Flush ``writer`` on SIGTERM (the handler is installed once, from the main thread)."""
+    _writers.add(writer)
     if "previous" in _installed or threading.current_thread() is not threading.main_thread():
         return
     try:
@@ -47,11 +47,12 @@ def install(writer: Any) -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    writer = _installed.get("writer")
-    if writer is not None:
+    from orion_nb.orchestration.recovery_rules import RULE
+
+    message = f"{RULE}: the process was terminated (SIGTERM) while the run was in progress."
+    for writer in list(_writers):
         try:
-            _crash_open_runs(writer)
-            writer.close()
+            writer.close(crash_open_runs=message)
         except Exception:  # pragma: no cover - the process is ending: never block that
             pass
     previous = _installed.get("previous", signal.SIG_DFL)
@@ -60,22 +61,3 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _crash_open_runs(writer: Any) -> None:
-    """Queue a Crashed state for each unfinished run this process knows about."""
-    from orion_nb._events import state_event
-    from orion_nb.orchestration.recovery_rules import RULE
-
-    now = time.time()
-    message = f"{RULE}: the process was terminated (SIGTERM) while the run was in progress."
-    # runs whose end is still in the queue did finish: their end will be written
-    ended = {ev[1] for ev in list(writer.queue) if ev[0] == "state" and ev[3] in _TERMINAL}
-    coalescer = writer._coalescer
-    for kind, rows in (("flow", coalescer.flow_rows), ("task", coalescer.task_rows)):
-        for rid, row in list(rows.items()):
-            if rid in ended:
-                continue
-            writer.put(
-                state_event(rid, kind, "CRASHED", "Crashed", now, message, RULE, row["run_count"])
-            )

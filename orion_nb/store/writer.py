@@ -242,12 +242,14 @@ class Writer:
         if self._wake is not None:
             self._wake.set()
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None, crash_open_runs: str | None = None) -> None:
         """Write what is pending (for at most ``exit_timeout`` s), journal the rest, stop.
 
         Idempotent; runs at interpreter exit and on SIGTERM. Never hangs: a driver call that
         does not return in time is abandoned and its batch journaled (a batch that was in fact
         committed is recognised by its id at replay and not written twice).
+        ``crash_open_runs`` (the reason) first records every unfinished run of this process
+        as Crashed, as the SIGTERM handler does.
         """
         if self._closed or self._task is None:
             return
@@ -255,14 +257,16 @@ class Writer:
         budget = self.exit_timeout if timeout is None else timeout
         report: dict[str, Any] = {}
         try:
-            report = self._lt.run(self._final(time.monotonic() + budget), timeout=budget + 2)
+            report = self._lt.run(
+                self._final(time.monotonic() + budget, crash_open_runs), timeout=budget + 2
+            )
         except Exception:
             report = self._abandon()
         self._lt.stop()
         atexit.unregister(self.close)
         self._report(report)
 
-    async def _final(self, deadline: float) -> dict[str, Any]:
+    async def _final(self, deadline: float, crash_open_runs: str | None) -> dict[str, Any]:
         if self._task is not None:
             self._task.cancel()
             try:
@@ -270,6 +274,8 @@ class Writer:
             except BaseException:
                 pass
         self._take(time.time())
+        if crash_open_runs:
+            self._crash_open_runs(crash_open_runs)
         error: BaseException | None = None
         while self._backlog or self._spilled:
             left = deadline - time.monotonic()
@@ -288,6 +294,21 @@ class Writer:
             self._target.close()
         await self._dispose()
         return report
+
+    def _crash_open_runs(self, message: str) -> None:
+        from orion_nb._events import state_event
+        from orion_nb.orchestration.recovery_rules import RULE
+
+        now = time.time()
+        c = self._coalescer
+        for kind, rows in (("flow", c.flow_rows), ("task", c.task_rows)):
+            for rid, row in list(rows.items()):
+                self.queue.append(
+                    state_event(
+                        rid, kind, "CRASHED", "Crashed", now, message, RULE, row["run_count"]
+                    )
+                )
+        self._take(now)
 
     def _abandon(self) -> dict[str, Any]:
         """The loop thread is stuck in a driver call: journal what is known from this thread."""
