@@ -6,7 +6,6 @@ subprocesses where a process has to exit or be signalled.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sqlite3
@@ -330,7 +329,6 @@ VALUES = st.recursive(
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(name=TEXT, task_name=TEXT, message=TEXT, value=VALUES)
 def test_any_name_message_or_parameter_is_written_exactly_once(name, task_name, message, value):
-    logging.getLogger("orion_nb.runs").handlers  # the run logger prints; keep stderr quiet
     marker = new_id()
 
     @task(name=task_name or "t")

@@ -110,6 +110,8 @@ def create_engine(url: str) -> Any:
         from sqlalchemy import create_engine as create_sync_engine
 
         _prepare_sqlite_path(url, u.database)
+        if u.database:
+            precheck_sqlite(u.database)
         engine = create_sync_engine(u, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -180,13 +182,18 @@ def check_schema(sync_conn: Any) -> str:
 
     tables = set(inspect(sync_conn).get_table_names())
     revision = schema_revision(sync_conn) if "alembic_version" in tables else None
+    return judge(tables, revision, _where(sync_conn))
+
+
+def judge(tables: set[str], revision: str | None, where: str) -> str:
+    """The set-up decision from what a database holds (see :func:`check_schema`)."""
     if revision == HEAD_REVISION:
         return "current"
     if revision in KNOWN_REVISIONS:
         return "upgrade"
     if revision is not None and revision.isdigit() and revision > HEAD_REVISION:
         raise ConfigurationError(
-            f"{_where(sync_conn)} was written by a newer orion_nb (schema revision {revision}; "
+            f"{where} was written by a newer orion_nb (schema revision {revision}; "
             f"this orion_nb knows revisions up to {HEAD_REVISION}). Upgrade orion_nb "
             "(pip install -U orion_nb), or set ORION_NB_DATABASE_URL to another database. "
             "Nothing was changed."
@@ -196,12 +203,49 @@ def check_schema(sync_conn: Any) -> str:
     foreign = sorted(tables - OUR_TABLES)
     shown = ", ".join(foreign[:5] or sorted(tables)[:5])
     raise ConfigurationError(
-        f"{_where(sync_conn)} is not an orion_nb history: it holds other tables ({shown}"
+        f"{where} is not an orion_nb history: it holds other tables ({shown}"
         f"{', ...' if len(foreign) > 5 else ''}"
         f"{f'; alembic revision {revision!r}' if revision else ''}). orion_nb only sets up an "
         "empty database or its own, and changed nothing. Point ORION_NB_DATABASE_URL (or "
         "configure(database_url=...)) at a new file or an empty database."
     )
+
+
+def precheck_sqlite(path: str) -> None:
+    """Refuse a foreign or newer SQLite file before any connection changes it.
+
+    Opening a connection sets PRAGMAs (WAL changes the file's header): another application's
+    file must be refused before that, through a read-only look.
+    """
+    import sqlite3
+
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            con = sqlite3.connect(f"{p.absolute().as_uri()}?{query}", uri=True, timeout=30)
+            try:
+                tables = {
+                    r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                revision = None
+                if "alembic_version" in tables:
+                    row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+                    revision = None if row is None else str(row[0])
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise ConfigurationError(
+                    f"The SQLite file {path} is not a database orion_nb can use ({exc}); it "
+                    "was left untouched. Point ORION_NB_DATABASE_URL at another file."
+                ) from None
+            continue
+        judge(
+            {t for t in tables if not t.startswith("sqlite_")}, revision, f"The SQLite file {path}"
+        )
+        return
 
 
 def _migrate_conn(sync_conn: Any) -> None:
@@ -258,7 +302,7 @@ def explain(exc: BaseException, url: str) -> str:
     text = redact(f"{type(orig).__name__}: {first}", url)
     low = first.lower()
     target = _target(url)
-    if "readonly" in low or "read-only" in low or "permission denied" in low:
+    if "readonly" in low or "read-only" in low or "permission denied" in low or _read_only(url):
         return (
             f"{text}. {target} cannot be written (read-only file or directory). Make it "
             "writable, or set ORION_NB_HOME / ORION_NB_DATABASE_URL to a writable place; "
@@ -279,6 +323,20 @@ def explain(exc: BaseException, url: str) -> str:
             "ORION_NB_DATABASE_URL to use the default SQLite file."
         )
     return f"{text}."
+
+
+def _read_only(url: str) -> bool:
+    """Whether ``url`` is a SQLite file (or directory) this process cannot write."""
+    try:
+        u = make_url(url)
+    except Exception:
+        return False
+    if u.get_backend_name() != "sqlite" or not u.database:
+        return False
+    path = Path(u.database)
+    if path.exists() and not os.access(path, os.W_OK):
+        return True
+    return path.parent.exists() and not os.access(path.parent, os.W_OK)
 
 
 def _target(url: str) -> str:
