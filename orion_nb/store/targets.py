@@ -68,22 +68,46 @@ _DATA_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, the driver error it wraps (``.orig``) and their causes, outermost first."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 8:
+        e = todo.pop(0)
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    return seen
+
+
 def classify(exc: BaseException) -> str:
-    """``"data"``, ``"replaced"`` or ``"outage"`` (see the module docstring)."""
+    """``"data"``, ``"replaced"`` or ``"outage"`` (see the module docstring).
+
+    A Postgres SQLSTATE of class 22 (data exception) or 23 (integrity) means the row; 08
+    (connection), 53 (resources: disk full), 57 (operator intervention: shutdown) and 58
+    (system) mean the server. Otherwise the driver's exception types decide; anything not
+    recognised as the row's fault is an outage, so nothing is dropped by mistake.
+    """
     from sqlalchemy import exc as sa_exc
 
     if isinstance(exc, FileReplaced):
         return "replaced"
-    if isinstance(exc, (sa_exc.DataError, sa_exc.IntegrityError)):
-        return "data"
-    if isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError):
-        return "data"  # a type processor refused a value before it reached the database
-    orig = getattr(exc, "orig", None)
-    if orig is not None and orig is not exc:
-        return "data" if isinstance(orig, _DATA_ERRORS) else "outage"
-    if isinstance(exc, sqlite3.OperationalError):
-        return "outage"
-    return "data" if isinstance(exc, _DATA_ERRORS) else "outage"
+    chain = _chain(exc)
+    for e in chain:
+        code = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(code, str) and len(code) == 5:
+            return "data" if code[:2] in ("22", "23") else "outage"
+    for e in chain:
+        if isinstance(e, (sa_exc.DataError, sa_exc.IntegrityError)):
+            return "data"
+        if isinstance(e, sa_exc.StatementError) and not isinstance(e, sa_exc.DBAPIError):
+            return "data"  # a type processor refused a value before it reached the database
+        if isinstance(e, sqlite3.OperationalError | OSError | ConnectionError | TimeoutError):
+            return "outage"
+        if isinstance(e, _DATA_ERRORS):
+            return "data"
+    return "outage"
 
 
 def _dt(ts: float | None) -> datetime | None:
