@@ -185,7 +185,7 @@ def test_a_database_of_another_application_is_refused_untouched(pg_url: str):
     from orion_nb.errors import ConfigurationError
 
     orion_nb.configure(database_url=pg_url.replace("postgresql://", "postgres://"))
-    with pytest.raises(ConfigurationError, match="not an orion_nb history.*customers"):
+    with pytest.raises(ConfigurationError, match=r"not an orion_nb history.*customers"):
 
         @flow
         def f():
