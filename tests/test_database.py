@@ -20,7 +20,8 @@ import orion_nb
 from orion_nb import flow, task
 from orion_nb.errors import ConfigurationError, ParameterError
 from orion_nb.store import database
-from tests.conftest import require_or_skip
+from tests.conftest import FLOWS_SCRIPT, child_env, require_or_skip, spawn, wait_all
+from tests.test_migrations import alembic
 
 
 @task
@@ -31,12 +32,6 @@ def square(x):
 @flow(name="squares")
 def squares(n: int = 3):
     return [square(i) for i in range(n)]
-
-
-def child_env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "ORION_NB_HOME": str(home)}
-    env.pop("ORION_NB_DATABASE_URL", None)
-    return env
 
 
 def test_unusable_database_urls_fail_early_with_masked_password():
@@ -167,16 +162,10 @@ def test_a_database_of_a_newer_orion_nb_is_refused_clearly(tmp_path: Path, db_pa
 
 
 def test_a_failed_migration_leaves_nothing_half_done(tmp_path: Path):
-    from alembic import command
-    from alembic.config import Config
-
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = database.create_engine(url)
     with engine.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(database.MIGRATIONS_DIR))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+        alembic(conn, "upgrade", "0001")
     engine.dispose()
     con = sqlite3.connect(tmp_path / "old.db")
     # something in the way of the last step of 0002 (creating write_batches)
@@ -329,27 +318,7 @@ def test_a_nul_or_a_wrong_type_in_a_filter_is_handled_clearly():
 @pytest.mark.slow
 def test_eight_processes_set_up_a_fresh_database_at_once(tmp_path: Path):
     home = tmp_path / "fresh"
-    code = textwrap.dedent(
-        """
-        import orion_nb
-        orion_nb.configure(display="none")
-        @orion_nb.task
-        def t(i):
-            return i
-        @orion_nb.flow(name="starter")
-        def f():
-            return [t(i) for i in range(20)]
-        f()
-        """
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code], env=child_env(home), stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(8)
-    ]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, errors
+    wait_all([spawn(FLOWS_SCRIPT, child_env(home), "1", "20") for _ in range(8)])
     con = sqlite3.connect(home / "orion.db")
     assert con.execute("select count(*) from flow_runs").fetchone() == (8,)
     assert con.execute("select count(*) from task_runs").fetchone() == (160,)

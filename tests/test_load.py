@@ -6,7 +6,6 @@ times: every record written exactly once, memory bounded.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -16,13 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FLOWS_SCRIPT, child_env, spawn, wait_all
+
 pytestmark = pytest.mark.slow
-
-
-def child_env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "ORION_NB_HOME": str(home)}
-    env.pop("ORION_NB_DATABASE_URL", None)
-    return env
 
 
 def one(db: Path, sql: str) -> int:
@@ -33,36 +28,10 @@ def one(db: Path, sql: str) -> int:
         con.close()
 
 
-WRITER = textwrap.dedent(
-    """
-    import sys, orion_nb
-    orion_nb.configure(display="none")
-    @orion_nb.task
-    def t(i):
-        return i
-    @orion_nb.flow(name="load")
-    def f(k):
-        for i in range(k):
-            t(i)
-    flows, per = int(sys.argv[1]), int(sys.argv[2])
-    for _ in range(flows):
-        f(per)
-    """
-)
-
-
 def test_four_writers_of_ten_thousand_task_runs_with_a_reader(tmp_path: Path):
     home = tmp_path / "home"
-    subprocess.run([sys.executable, "-c", WRITER, "1", "1"], env=child_env(home), check=True)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, "10", "1000"],
-            env=child_env(home),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
+    subprocess.run([sys.executable, "-c", FLOWS_SCRIPT, "1", "1"], env=child_env(home), check=True)
+    procs = [spawn(FLOWS_SCRIPT, child_env(home), "10", "1000") for _ in range(4)]
     reads = 0
     reader = "import orion_nb; print(len(orion_nb.flow_runs()), len(orion_nb.task_runs(limit=100)))"
     while any(p.poll() is None for p in procs):
@@ -71,8 +40,7 @@ def test_four_writers_of_ten_thousand_task_runs_with_a_reader(tmp_path: Path):
         )
         assert out.returncode == 0, out.stderr
         reads += 1
-    errors = [p.communicate()[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, errors
+    wait_all(procs)
     assert reads >= 1
     db = home / "orion.db"
     assert one(db, "select count(*) from task_runs where state_name='Completed'") == 40_001
@@ -107,14 +75,7 @@ def test_a_write_lock_held_for_35_seconds_loses_nothing(tmp_path: Path):
         sys.stdin.readline()
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=child_env(home),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn(code, child_env(home), talk=True)
     assert proc.stdin is not None and proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
     lock = sqlite3.connect(home / "orion.db", isolation_level=None)

@@ -27,14 +27,9 @@ from orion_nb.engine import recorder
 from orion_nb.engine.params import new_id
 from orion_nb.errors import OrionNBWarning
 from orion_nb.store.writer import Writer
+from tests.conftest import child_env, spawn
 
 SURROGATE_NAME = b"caf\xe9.csv".decode("utf-8", "surrogateescape")
-
-
-def child_env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "ORION_NB_HOME": str(home)}
-    env.pop("ORION_NB_DATABASE_URL", None)
-    return env
 
 
 def count(db: Path, sql: str) -> int:
@@ -169,14 +164,7 @@ def test_exit_with_a_locked_database_journals_and_the_next_process_replays_exact
         f(50)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=child_env(home),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn(code, child_env(home), talk=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
     lock = sqlite3.connect(db, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # another process holds the database for the whole exit

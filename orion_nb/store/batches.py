@@ -127,6 +127,17 @@ def process_start() -> str | None:
     return process_start_of(os.getpid())
 
 
+# the columns of a run row that its states fill in later
+_NOT_STARTED = {
+    "state_type": None,
+    "state_name": None,
+    "start_time": None,
+    "end_time": None,
+    "run_count": 0,
+    "message": None,
+}
+
+
 class Coalescer:
     """Turns events into batches and remembers this process's open runs (writer thread only)."""
 
@@ -209,12 +220,7 @@ class Coalescer:
                     "name": clean(name),
                     "tags": [clean(t) for t in tags] if tags else [],
                     "created": created,
-                    "state_type": None,
-                    "state_name": None,
-                    "start_time": None,
-                    "end_time": None,
-                    "run_count": 0,
-                    "message": None,
+                    **_NOT_STARTED,
                     "cache_key": None,
                     "cache_expiration": None,
                     "result_ref": None,
@@ -244,12 +250,7 @@ class Coalescer:
                     "pid_start": self.pid_start if pid == self.pid else None,
                     "expected_start_time": None,
                     "output_path": None,
-                    "state_type": None,
-                    "state_name": None,
-                    "start_time": None,
-                    "end_time": None,
-                    "run_count": 0,
-                    "message": None,
+                    **_NOT_STARTED,
                 }
                 flow_rows[rid] = row
                 dirty_flows[rid] = row

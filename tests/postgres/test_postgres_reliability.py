@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +19,7 @@ from orion_nb._events import flow_event, state_event
 from orion_nb.engine.params import new_id
 from orion_nb.errors import OrionNBWarning
 from orion_nb.store.writer import Writer
+from tests.conftest import FLOWS_SCRIPT, child_env, spawn, wait_all
 from tests.postgres.test_postgres_store import _pg_ctl, _wait_for_server, pg_url
 
 pytestmark = pytest.mark.postgres
@@ -106,36 +104,12 @@ def test_a_batch_committed_but_not_acknowledged_is_not_written_twice(pg_url: str
     assert len(fetch(pg_url, "select 1 from states")) == 1
 
 
-def _child(url: str, home: Path, code: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "ORION_NB_HOME": str(home), "ORION_NB_DATABASE_URL": url}
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.slow
 def test_eight_processes_on_a_fresh_database_all_write_everything(pg_url: str, tmp_path: Path):
-    code = textwrap.dedent(
-        """
-        import orion_nb
-        orion_nb.configure(display="none")
-        @orion_nb.task
-        def t(i):
-            return i
-        @orion_nb.flow(name="racer")
-        def f():
-            return [t(i) for i in range(200)]
-        f()
-        """
-    )
     # the fixture's writer has not touched the database: it is fresh
-    procs = [_child(pg_url, tmp_path / f"h{i}", code) for i in range(8)]
-    errors = [p.communicate(timeout=180)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, errors
+    wait_all(
+        [spawn(FLOWS_SCRIPT, child_env(tmp_path / f"h{i}", pg_url), "1", "200") for i in range(8)]
+    )
     assert fetch(pg_url, "select count(*) from flow_runs")[0][0] == 8
     assert (
         fetch(pg_url, "select count(*) from task_runs where state_name='Completed'")[0][0] == 1600
