@@ -276,21 +276,45 @@ async def migrate(engine: Any) -> None:
     ConfigurationError
         For a foreign or newer database, or when set-up fails (nothing is left half-done).
     """
-    try:
-        if is_async(engine):
-            async with engine.begin() as conn:
-                await conn.run_sync(_migrate_conn)
-        else:
-            with engine.begin() as conn:
-                _migrate_conn(conn)
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        url = engine.url.render_as_string(hide_password=True)
-        raise ConfigurationError(
-            f"Setting up the history database {mask_url(url)!r} failed and was rolled back, "
-            f"so nothing was changed: {explain(exc, url)}"
-        ) from None
+    import asyncio
+    import time
+
+    # a server that is starting up or shutting down (a restart) gets a few seconds
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if is_async(engine):
+                async with engine.begin() as conn:
+                    await conn.run_sync(_migrate_conn)
+            else:
+                with engine.begin() as conn:
+                    _migrate_conn(conn)
+            return
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            if _restarting(exc) and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                continue
+            url = engine.url.render_as_string(hide_password=True)
+            raise ConfigurationError(
+                f"Setting up the history database {mask_url(url)!r} failed and was rolled "
+                f"back, so nothing was changed: {explain(exc, url)}"
+            ) from None
+
+
+def _restarting(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server is starting up or shutting down (SQLSTATE 57P0x)."""
+    e: BaseException | None = exc
+    for _ in range(6):
+        if e is None:
+            return False
+        code = getattr(e, "sqlstate", None)
+        text = str(e).lower()
+        if code in ("57P01", "57P03") or "starting up" in text or "shutting down" in text:
+            return True
+        e = getattr(e, "orig", None) or e.__cause__
+    return False
 
 
 def explain(exc: BaseException, url: str) -> str:
