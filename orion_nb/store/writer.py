@@ -262,7 +262,7 @@ class Writer:
             )
         except Exception:
             report = self._abandon()
-        self._lt.stop()
+        self._lt.stop(timeout=1)  # a thread stuck in a driver call is a daemon: leave it
         atexit.unregister(self.close)
         self._report(report)
 
