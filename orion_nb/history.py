@@ -1,8 +1,13 @@
 """The public read API: run history as pandas DataFrames.
 
 Each function first flushes this process's pending records, so what you just ran is there,
-then queries the configured database (runs recorded by other kernels and scheduled scripts
-sharing it appear too). Frames are newest first, timestamps timezone-aware UTC.
+then queries the configured database through a reader of its own (runs recorded by other
+kernels and scheduled scripts sharing it appear too; a read-only history can be read).
+Frames are newest first, timestamps timezone-aware UTC.
+
+Filter values are checked (a clear :class:`~orion_nb.errors.ParameterError` for a wrong
+type) and cleaned the way stored names are (a lone surrogate or NUL is stored escaped), so
+filtering by the name a run was given finds it.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from orion_nb import settings
 from orion_nb.engine import recorder
-from orion_nb.errors import ConfigurationError
+from orion_nb.errors import ConfigurationError, ParameterError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,17 +25,54 @@ if TYPE_CHECKING:
 __all__ = ["flow_runs", "logs", "states", "task_inputs", "task_runs"]
 
 
-def _query(name: str, **kwargs: Any) -> pd.DataFrame:
-    from orion_nb.store import queries
+_TEXT_FILTERS = ("flow_name", "task_name", "flow_run_id", "task_run_id", "run_id", "level")
 
-    writer = recorder.get_writer()
-    if writer is None or writer.engine is None:
+
+def _check_filters(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from orion_nb.store.sanitize import clean_text
+
+    for key in _TEXT_FILTERS:
+        value = kwargs.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ParameterError(
+                    f"{key} must be a string, not {type(value).__name__}; pass e.g. "
+                    f"{key}='...' or leave it out."
+                )
+            kwargs[key] = clean_text(value)
+    state = kwargs.get("state")
+    if state is not None:
+        values = [state] if isinstance(state, str) else state
+        if not isinstance(values, (list, tuple, set)) or not all(
+            isinstance(v, str) for v in values
+        ):
+            raise ParameterError(
+                "state must be a state name ('Failed'), a state type ('FAILED') or a list of them."
+            )
+        kwargs["state"] = [clean_text(v) for v in values]
+    limit = kwargs.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise ParameterError(f"limit must be a whole number >= 0, not {limit!r:.40}.")
+    since = kwargs.get("since")
+    if since is not None and not isinstance(since, datetime):
+        raise ParameterError(
+            f"since must be a datetime (e.g. datetime.now(UTC) - timedelta(days=1)), not "
+            f"{type(since).__name__}."
+        )
+    return kwargs
+
+
+def _query(name: str, **kwargs: Any) -> Any:
+    from orion_nb.store.reader import reader_for
+
+    s = settings.get_settings()
+    if not s.persist:
         raise ConfigurationError(
             "Run history is off (ORION_NB_PERSIST=0 or configure(persist=False)); turn it on to query runs."
         )
-    writer.flush()
-    fn = getattr(queries, name)
-    return writer._lt.run(fn(writer.engine, **kwargs))  # type: ignore[no-any-return]
+    kwargs = _check_filters(kwargs)
+    recorder.flush()
+    return reader_for(s.effective_database_url).query(name, **kwargs)
 
 
 def flow_runs(
@@ -96,4 +139,9 @@ def task_inputs(flow_run_id: str | None = None) -> pd.DataFrame:
 
 def run_tree(flow_run_id: str) -> dict[str, pd.DataFrame]:
     """A flow run, its subflows, their task runs, states and logs (used by views)."""
-    return _query("run_tree", flow_run_id=flow_run_id)
+    return _query("run_tree", flow_run_id=flow_run_id)  # type: ignore[no-any-return]
+
+
+def task_run_counts(flow_run_ids: list[str]) -> dict[str, int]:
+    """The number of task runs of each of ``flow_run_ids`` (one grouped query)."""
+    return _query("task_run_counts", flow_run_ids=list(flow_run_ids))  # type: ignore[no-any-return]

@@ -90,7 +90,7 @@ def main() -> int:
     console.print(f"Executed notebook saved to {OUT.relative_to(ROOT)}\n")
 
     import orion_nb
-    from orion_nb.notebook.tables import config_table
+    from orion_nb._terminal import config_table
 
     console.print(config_table())
     runs = orion_nb.flow_runs(since=started).sort_values("created")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,4 +54,47 @@ def require_or_skip(ok: bool, what: str) -> None:
     pytest.skip(f"{what} is not available on this machine.")
 
 
-__all__ = ["require_or_skip", "shutil"]
+def child_env(home: Path, database_url: str | None = None) -> dict[str, str]:
+    """The environment of a child process using ``home`` (and ``database_url``, if given)."""
+    env = {**os.environ, "ORION_NB_HOME": str(home)}
+    env.pop("ORION_NB_DATABASE_URL", None)
+    if database_url:
+        env["ORION_NB_DATABASE_URL"] = database_url
+    return env
+
+
+# flows of trivial task runs: ``python -c FLOWS_SCRIPT FLOWS TASKS_PER_FLOW``
+FLOWS_SCRIPT = """
+import sys, orion_nb
+orion_nb.configure(display="none")
+@orion_nb.task
+def t(i):
+    return i
+@orion_nb.flow(name="load")
+def f(k):
+    for i in range(k):
+        t(i)
+for _ in range(int(sys.argv[1])):
+    f(int(sys.argv[2]))
+"""
+
+
+def spawn(code: str, env: dict[str, str], *args: str, talk: bool = False) -> subprocess.Popen[str]:
+    """Start ``python -c code``; with ``talk`` its stdin and stdout are pipes to converse."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdin=subprocess.PIPE if talk else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_all(procs: list[subprocess.Popen[str]], timeout: float = 180) -> None:
+    """Wait for every process; fail with their stderr unless all exited 0."""
+    errors = [p.communicate(timeout=timeout)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), errors
+
+
+__all__ = ["FLOWS_SCRIPT", "child_env", "require_or_skip", "spawn", "wait_all"]

@@ -1,9 +1,12 @@
-"""The store round trip through the public DataFrame API, on a real SQLite file."""
+"""The history read API (DataFrames, filters) on a real SQLite file.
+
+The writer's behaviour is tested in ``test_writer.py``, set-up and recovery in
+``test_database.py``.
+"""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,8 +18,6 @@ import pytest
 
 import orion_nb
 from orion_nb import flow, task
-from orion_nb.errors import ConfigurationError
-from orion_nb.store import database
 
 
 @task
@@ -120,30 +121,6 @@ def test_history_from_another_process_through_the_api(orion_home: Path):
     assert out.stdout.split() == ["1", "squares"]
 
 
-def test_pending_records_are_flushed_at_interpreter_exit(tmp_path: Path):
-    home = tmp_path / "exit_home"
-    code = textwrap.dedent(
-        """
-        import orion_nb
-        orion_nb.configure(display="none", flush_interval=60)
-        @orion_nb.task
-        def t(x):
-            return x
-        @orion_nb.flow
-        def f():
-            return 1
-        f()
-        fut = t.submit(1)   # a standalone submitted task: nothing flushes it but exit
-        fut.result()
-        """
-    )
-    env = {**os.environ, "ORION_NB_HOME": str(home)}
-    env.pop("ORION_NB_DATABASE_URL", None)
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
-    con = sqlite3.connect(home / "orion.db")
-    assert con.execute("select state_name from task_runs").fetchall() == [("Completed",)]
-
-
 def test_logs_frame():
     @flow
     def talk():
@@ -155,95 +132,3 @@ def test_logs_frame():
     assert list(lg["message"]) == ["two", "one"]
     assert list(orion_nb.logs(level="error")["message"]) == ["two"]
     assert lg["flow_run_id"].iloc[0] == orion_nb.flow_runs().iloc[0]["id"]
-
-
-def test_unusable_database_urls_fail_early_with_masked_password():
-    with pytest.raises(ConfigurationError, match="is not a database URL"):
-        orion_nb.configure(database_url="runs.db")
-    orion_nb.configure(database_url="mysql://admin:hunter2@localhost/db")
-    try:
-        with pytest.raises(ConfigurationError) as info:
-            squares(1)
-        assert "hunter2" not in str(info.value) and "***" in str(info.value)
-        assert "supports SQLite" in str(info.value)
-        orion_nb.configure(database_url="postgresql://admin:hunter2@127.0.0.1:1/nope")
-        with pytest.raises(ConfigurationError) as info:
-            squares(1)
-        assert "hunter2" not in str(info.value)
-        assert "Cannot use the database 'postgresql+asyncpg://admin:***@127.0.0.1:1/nope'" in str(
-            info.value
-        ) or "admin:***@127.0.0.1:1/nope" in str(info.value)
-    finally:
-        orion_nb.configure(
-            database_url="sqlite:///"
-            + str(Path(orion_nb.settings.get_settings().home) / "orion.db")
-        )
-
-
-def test_a_directory_that_cannot_be_created_is_reported(tmp_path: Path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    orion_nb.configure(database_url=f"sqlite:///{blocker}/sub/orion.db")
-    try:
-        with pytest.raises(ConfigurationError, match="Cannot create the directory"):
-            squares(1)
-    finally:
-        orion_nb.configure(
-            database_url="sqlite:///"
-            + str(Path(orion_nb.settings.get_settings().home) / "orion.db")
-        )
-
-
-def test_switching_databases_keeps_what_was_recorded(tmp_path: Path, db_path: Path):
-    squares(1)
-    other = tmp_path / "other.db"
-    orion_nb.configure(database_url=f"sqlite:///{other}")
-    squares(2)
-    assert len(orion_nb.flow_runs()) == 1
-    orion_nb.configure(database_url=f"sqlite:///{db_path}")
-    assert len(orion_nb.flow_runs()) == 1
-    assert orion_nb.flow_runs().iloc[0]["parameters"] == {"n": 1}
-
-
-def test_new_database_is_created_from_models_and_stamped_at_head(db_path: Path):
-    squares(1)
-    con = sqlite3.connect(db_path)
-    version = con.execute("select version_num from alembic_version").fetchone()[0]
-    assert version == database.HEAD_REVISION
-    tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
-    assert {"flow_runs", "task_runs", "task_run_inputs", "states", "logs", "deployments"} <= tables
-    assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
-
-
-def test_runs_of_a_killed_process_are_marked_crashed(orion_home: Path):
-    code = textwrap.dedent(
-        """
-        import os, orion_nb
-        orion_nb.configure(display="none", flush_interval=0.01)
-        from orion_nb.engine import recorder
-        @orion_nb.task
-        def t():
-            recorder.flush()
-            os._exit(9)  # the kernel dies mid-task: nothing can record the end
-        @orion_nb.flow(name="doomed")
-        def f():
-            t()
-        f()
-        """
-    )
-    env = {**os.environ, "ORION_NB_HOME": str(orion_home)}
-    env.pop("ORION_NB_DATABASE_URL", None)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert proc.returncode == 9
-    con = sqlite3.connect(orion_home / "orion.db")
-    assert con.execute("select state_name from flow_runs where flow_name='doomed'").fetchone() == (
-        "Running",
-    )
-    # the next process to open the history notices and says what happened
-    orion_nb.configure(database_url=f"sqlite:///{orion_home / 'other.db'}")
-    orion_nb.configure(database_url=f"sqlite:///{orion_home / 'orion.db'}")
-    fr = orion_nb.flow_runs(flow_name="doomed")
-    assert fr.iloc[0]["state_name"] == "Crashed"
-    assert "kernel restarted or killed" in fr.iloc[0]["message"]
-    tr = orion_nb.task_runs(flow_run_id=fr.iloc[0]["id"])
-    assert list(tr["state_name"].astype(str)) == ["Crashed"]

@@ -51,17 +51,22 @@ def test_fresh_database_shortcut_matches_the_migrations(tmp_path: Path):
     assert schema(a) == schema(b)
 
 
-def test_a_0001_database_upgrades_to_head_keeping_its_runs(tmp_path: Path):
+def alembic(conn: sa.Connection, action: str, revision: str) -> None:
+    """Run Alembic's ``upgrade``/``downgrade`` to ``revision`` on a sync connection."""
     from alembic import command
     from alembic.config import Config
 
+    cfg = Config()
+    cfg.set_main_option("script_location", str(database.MIGRATIONS_DIR))
+    cfg.attributes["connection"] = conn
+    getattr(command, action)(cfg, revision)
+
+
+def test_a_0001_database_upgrades_to_head_keeping_its_runs(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = database.create_engine(url)
     with engine.begin() as conn:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(database.MIGRATIONS_DIR))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+        alembic(conn, "upgrade", "0001")
         conn.execute(
             sa.text(
                 "insert into flow_runs (id, flow_name, name, parameters, created, run_count, tags)"

@@ -78,3 +78,71 @@ def test_recording_can_be_turned_off():
     finally:
         orion_nb.configure(persist=True)
     assert orion_nb.flow_runs().empty  # nothing was recorded while it was off
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://ana:pa?ss@db/runs", "pa?ss"),
+        ("postgresql://ana:pa ss@db/runs", "pa ss"),
+        ("postgresql://ana:p@ss@db/runs", "p@ss"),
+        ("postgresql://ana:p%40ss@db/runs", "p%40ss"),
+        ("postgresql://ana@db/runs?password=hunter2&sslmode=require", "hunter2"),
+        ("postgresql://ana@db/runs?sslpassword=k3yk3y", "k3yk3y"),
+        ("postgresql://ana@db/runs?token=t0ken", "t0ken"),
+        ("postgresql:/ana:typo-secret@db/runs", "typo-secret"),
+    ],
+    ids=[
+        "question mark",
+        "space",
+        "at sign",
+        "percent-encoded",
+        "query password",
+        "sslpassword",
+        "token",
+        "one-slash typo",
+    ],
+)
+def test_no_form_of_password_is_ever_shown(url, secret):
+    from orion_nb.errors import ConfigurationError as CE
+
+    assert secret not in mask_url(url) and "***" in mask_url(url)
+    try:
+        s = orion_nb.configure(database_url=url)
+    except CE as exc:
+        assert secret not in str(exc) and "***" in str(exc)
+        return
+    try:
+        assert secret not in repr(s)
+        from rich.console import Console
+
+        from orion_nb._terminal import config_table
+
+        console = Console(record=True, width=200)
+        console.print(config_table())
+        assert secret not in console.export_text()
+    finally:
+        orion_nb.configure(database_url=f"sqlite:///{s.home / 'orion.db'}")
+
+
+def test_orion_nb_config_command_masks_query_secrets(tmp_path):
+    env = {
+        **os.environ,
+        "ORION_NB_HOME": str(tmp_path),
+        "ORION_NB_DATABASE_URL": "postgresql://u:pa ss@h/db?password=s3cr3t",
+        "COLUMNS": "200",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "orion_nb.cli", "config"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "s3cr3t" not in out.stdout and "pa ss" not in out.stdout and "***" in out.stdout
+
+
+def test_a_relative_sqlite_url_becomes_absolute_at_configuration(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = orion_nb.configure(database_url="sqlite:///runs.db")
+    try:
+        assert s.database_url == f"sqlite:///{tmp_path / 'runs.db'}"
+    finally:
+        orion_nb.configure(database_url=f"sqlite:///{s.home / 'orion.db'}")

@@ -3,12 +3,17 @@
 How parameter values are recorded in the history (:func:`jsonable`), the memorable run names
 (``swift-otter``) and name templates, and time-ordered run ids. Checking a call against a
 signature lives in :mod:`orion_nb.engine.signature`.
+
+Whatever a parameter is, recording it and talking about it stay cheap and cannot fail:
+:func:`jsonable` and :func:`short_repr` bound what they build (a 50 MB string is stored cut,
+with a marker; a list of two million items is described, not printed; an int of 5,000 digits,
+which ``repr`` refuses, is described by its size), and a ``__repr__`` that raises is replaced
+by the type's name.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import random
 import time
@@ -17,13 +22,59 @@ from typing import Any
 
 from orion_nb.errors import ParameterError
 
-__all__ = ["format_name", "jsonable", "new_id", "parameters_json", "random_run_name"]
+__all__ = ["format_name", "jsonable", "new_id", "parameters_json", "random_run_name", "short_repr"]
+
+# a recorded parameter value (a string, or the text standing for any other value)
+MAX_PARAM_TEXT = 10_000
+# what an error message shows of a value
+MAX_REPR = 200
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [truncated {len(text) - limit:,} characters]"
+
+
+def _int_text(value: int, limit: int) -> str:
+    if value.bit_length() > 10_000:  # ~3,000 digits: repr may refuse it, and costs time
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"<int of about {digits:,} digits>"
+    return _cut(repr(value), limit)
+
+
+def short_repr(value: Any, limit: int = MAX_REPR) -> str:
+    """``repr(value)`` bounded in size and cost, and never raising.
+
+    Containers are summarised by :mod:`reprlib` (a few items, then ``...``), so describing a
+    list of two million items costs microseconds, not a 17-million-character string.
+    """
+    import reprlib
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int_text(value, limit)
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = max(20, limit)
+    r.maxlong = 60
+    try:
+        text = r.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} (repr failed)>"
+    return _cut(text, limit)
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
-    """A JSON-safe rendering of a parameter value for the history (``repr`` as a fallback)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    """A JSON-safe, bounded rendering of a parameter value for the history.
+
+    JSON scalars are kept (long strings cut with a marker, ints beyond 64 bits as text);
+    small lists and dicts are rendered item by item; anything else is its bounded ``repr``.
+    """
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return int(value) if value.bit_length() <= 63 else _int_text(value, MAX_PARAM_TEXT)
+    if isinstance(value, str):
+        return _cut(value, MAX_PARAM_TEXT) if len(value) > MAX_PARAM_TEXT else value
     if isinstance(value, float):
         return (
             value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
@@ -33,19 +84,17 @@ def jsonable(value: Any, depth: int = 0) -> Any:
             return [jsonable(v, depth + 1) for v in value]
         if isinstance(value, dict) and len(value) <= 50 and all(isinstance(k, str) for k in value):
             return {k: jsonable(v, depth + 1) for k, v in value.items()}
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
+    return short_repr(value, MAX_REPR)
 
 
 def parameters_json(params: dict[str, Any]) -> dict[str, Any]:
-    out = {k: jsonable(v) for k, v in params.items()}
-    try:
-        json.dumps(out)
-    except (TypeError, ValueError):  # pragma: no cover - jsonable guarantees this
-        out = {k: repr(v) for k, v in params.items()}
+    """The parameters of a run as the history stores them (never raises)."""
+    out = {}
+    for k, v in params.items():
+        try:
+            out[str(k)] = jsonable(v)
+        except Exception:  # a container whose iteration raises, say
+            out[str(k)] = f"<{type(v).__name__}>"
     return out
 
 
@@ -200,13 +249,21 @@ def format_name(
         try:
             return str(template(**params)) if _accepts_kwargs(template, params) else str(template())
         except Exception as exc:
-            raise ParameterError(f"The run-name callable {template!r} failed: {exc!r}") from exc
+            raise ParameterError(
+                f"The run-name callable {short_repr(template)} failed: "
+                f"{type(exc).__name__}: {short_repr(str(exc))}"
+            ) from exc
     try:
         return template.format(**params)
     except KeyError as exc:
         raise ParameterError(
             f"The run name template {template!r} refers to {exc.args[0]!r}, which is not a "
             f"parameter; available: {', '.join(sorted(params)) or 'none'}."
+        ) from None
+    except Exception as exc:  # a value whose format fails (an int too long to print, ...)
+        raise ParameterError(
+            f"The run name template {short_repr(template)} cannot be filled in: "
+            f"{type(exc).__name__}: {short_repr(str(exc))}."
         ) from None
 
 

@@ -16,6 +16,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from orion_nb.engine.params import short_repr
 from orion_nb.errors import ParameterError
 
 __all__ = ["Signature"]
@@ -23,15 +24,6 @@ __all__ = ["Signature"]
 _SIMPLE = {int: "int", float: "float", str: "str", bool: "bool"}
 _SIMPLE_NAMES = {"int": int, "float": float, "str": str, "bool": bool}
 _NOT_CHECKED = (inspect.Parameter.empty, Any, object)
-_MAX_SHOWN = 120  # characters of a bad value shown in an error
-
-
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
 def _type_name(ann: Any) -> str:
@@ -163,7 +155,7 @@ class Signature:
     def _fail(self, key: str, expected: str, value: Any, why: str = "") -> ParameterError:
         return ParameterError(
             f"{self.kind.capitalize()} {self.name!r} parameter {key!r} expects {expected}, got "
-            f"{_short(value)} ({type(value).__name__}){why}; pass a {expected} or set "
+            f"{short_repr(value)} ({type(value).__name__}){why}; pass a {expected} or set "
             "validate_parameters=False."
         )
 

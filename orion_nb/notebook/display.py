@@ -59,12 +59,11 @@ class TextView:
         self.started = time.time()
         self.task_states: dict[str, str] = {}
         self._print(f"Flow run {run.name!r} of flow {run.flow.name!r} started")
-        # long runs report progress every few seconds (from a thread, never on the hot path)
+        # long runs report progress every few seconds (from a thread, never on the hot path);
+        # the thread starts when the run starts Running, so a run that fails to start (a
+        # parameter that cannot be recorded, say) leaves no printer behind
         self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._progress, name="orion-nb-text-view", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def _summary(self) -> str:
         counts = Counter(list(self.task_states.values()))
@@ -79,6 +78,9 @@ class TextView:
 
     def _progress(self) -> None:
         while not self._done.wait(self.progress_every):
+            state = self.run.state
+            if state is not None and state.is_final():
+                return  # finished without close(): stop with the run, never print forever
             self._print(
                 f"Flow run {self.run.name!r} running for {time.time() - self.started:.0f} s: {self._summary()}"
             )
@@ -91,8 +93,14 @@ class TextView:
             pass
 
     def on_event(self, ev: tuple[Any, ...]) -> None:
-        if ev[0] == "state" and ev[2] == "task":
-            self.task_states[ev[1]] = ev[4]
+        if ev[0] == "state":
+            if ev[2] == "task":
+                self.task_states[ev[1]] = ev[4]
+            elif ev[3] == "RUNNING" and self._thread is None and not self._done.is_set():
+                self._thread = threading.Thread(
+                    target=self._progress, name="orion-nb-text-view", daemon=True
+                )
+                self._thread.start()
 
     def close(self) -> None:
         self._done.set()

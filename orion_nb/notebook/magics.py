@@ -15,12 +15,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from rich.console import Console
 
+from orion_nb import _terminal as tables
 from orion_nb.errors import OrionNBError, ParameterError
 from orion_nb.export.cells import CellFlowOptions, cell_flow, default_flow_name, parse_param
-from orion_nb.notebook import tables
 
 __all__ = ["OrionMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -104,7 +104,7 @@ class OrionMagics(Magics):
                 "%%flow is a cell magic: write it (with two %) on the first line of a cell, "
                 "followed by the code to run as a flow. See %%flow? for the options."
             )
-        args = parse_argstring(self.flow, line)
+        args = _parse_flow_line(self.flow, line)
         options = self.options_from_args(args)
         filename = self._filename(cell)
         try:
@@ -202,6 +202,21 @@ class OrionMagics(Magics):
             raise UsageError(str(exc)) from None
 
 
+def _parse_flow_line(magic: Any, line: str) -> argparse.Namespace:
+    """``%%flow`` options split as a shell does, so ``--param title="hello world"`` is one value.
+
+    (IPython's own splitting keeps the quotes and splits at the space inside them.)
+    """
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(
+            f"The %%flow options {line!r} cannot be split ({exc}); close the quotes, e.g. "
+            '--param title="hello world".'
+        ) from None
+    return magic.parser.parse_args(argv)  # type: ignore[no-any-return]
+
+
 class _ParseError(Exception):
     pass
 
@@ -265,7 +280,7 @@ async def _run_async_cell(line: str, cell: str) -> Any:
 
     shell = get_ipython()
     magics = shell.magics_manager.registry.get("OrionMagics")
-    args = parse_argstring(magics.flow, line)
+    args = _parse_flow_line(magics.flow, line)
     options = magics.options_from_args(args)
     f = cell_flow(cell, shell.user_ns, options, filename=magics._filename(cell))
     if options.quiet:

@@ -1,11 +1,18 @@
 """Persistence: all SQL of orion_nb lives in this package.
 
 - ``models``: SQLAlchemy 2 typed models of DESIGN.md's data model.
-- ``database``: engine creation for SQLite (sqlite3) and Postgres (asyncpg), PRAGMAs,
-  URL masking, schema migrations (Alembic) on first use.
-- ``writer``: the one background, batched writer per process. The engine appends events to
-  its queue; the writer coalesces them and writes with executemany.
-- ``queries``: read functions that return pandas DataFrames.
+- ``database``: engines for SQLite (sqlite3) and Postgres (asyncpg), PRAGMAs, schema set-up
+  (only an empty or our own database; one transaction, under a lock), clear error messages.
+- ``writer``: the one background, batched writer per process: an ordered backlog of batches,
+  retried through outages, journaled past a memory bound and at exit.
+- ``batches``: events coalesced into self-contained batches of cleaned rows (``sanitize``).
+- ``targets``: one batch in one transaction, exactly once (``write_batches``), per database.
+- ``journal``: batches on disk until they can be written.
+- ``recovery``: runs whose process is gone become Crashed (the decision is in
+  ``orchestration.recovery_rules``); ``signals``: SIGTERM writes before the process ends.
+- ``reader``: history reads with an engine of their own (no writer needed, read-only works);
+  ``queries``: read functions that return pandas DataFrames.
+- ``maintenance``: ``orion-nb db ...`` (info, upgrade, prune, replay, reset, reconcile).
 
 Nothing here is imported by ``import orion_nb``; the store loads on the first run.
 """

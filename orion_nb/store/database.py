@@ -2,6 +2,17 @@
 
 A database is created and migrated to the newest schema on first use. When the schema is
 already current, Alembic is not even imported: one query of ``alembic_version`` decides.
+
+Set-up is careful with what it finds:
+
+- it initialises only an empty database or its own (an ``alembic_version`` with a revision
+  it knows); another application's database is refused, with nothing touched;
+- a database written by a newer orion_nb is refused with an error that says so;
+- set-up and migrations run in one transaction, under a lock (a transaction-scoped advisory
+  lock on Postgres, ``BEGIN IMMEDIATE`` on SQLite), so eight processes starting at once on a
+  fresh database create the schema once and a failed migration leaves nothing half-done.
+  (Python's ``sqlite3`` module would otherwise commit before every DDL statement: the engine
+  takes over transaction control so that SQLite's transactional DDL actually applies.)
 """
 
 from __future__ import annotations
@@ -17,9 +28,33 @@ from sqlalchemy.exc import ArgumentError
 from orion_nb.errors import ConfigurationError
 from orion_nb.settings import mask_url
 
-__all__ = ["HEAD_REVISION", "create_engine", "driver_url", "is_async", "migrate"]
+__all__ = [
+    "HEAD_REVISION",
+    "KNOWN_REVISIONS",
+    "create_engine",
+    "driver_url",
+    "is_async",
+    "migrate",
+    "schema_revision",
+]
 
 HEAD_REVISION = "0002"
+KNOWN_REVISIONS = ("0001", "0002")
+# the advisory lock key orion_nb's schema set-up takes on Postgres ("orionnb" in ASCII)
+_PG_LOCK_KEY = 0x6F72696F6E6E62
+# the tables orion_nb creates (a database holding other tables is not ours)
+OUR_TABLES = frozenset(
+    {
+        "flow_runs",
+        "task_runs",
+        "task_run_inputs",
+        "states",
+        "logs",
+        "deployments",
+        "write_batches",
+        "alembic_version",
+    }
+)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -75,12 +110,30 @@ def create_engine(url: str) -> Any:
         from sqlalchemy import create_engine as create_sync_engine
 
         _prepare_sqlite_path(url, u.database)
+        if u.database:
+            precheck_sqlite(u.database)
         engine = create_sync_engine(u, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    return create_async_engine(durl, pool_pre_ping=True)
+    # a server that does not answer must not hang a run or the exit: fail fast, retry later
+    return create_async_engine(
+        durl, pool_pre_ping=True, connect_args={"timeout": 10, "command_timeout": 60}
+    )
+
+
+def _sqlite_connect(dbapi_conn: Any, record: Any) -> None:
+    # take transaction control from the sqlite3 module (which commits before DDL) ...
+    dbapi_conn.isolation_level = None
+    _sqlite_pragmas(dbapi_conn, record)
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # ... and begin every transaction as a writer: schema set-up and recovery are writes, and
+    # taking the lock up front serialises them instead of failing half-way with "locked"
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_async(engine: Any) -> bool:
@@ -89,53 +142,235 @@ def is_async(engine: Any) -> bool:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # Several kernels and scheduled scripts share one file: wait for a lock instead of failing
+    # (first, so that even switching to WAL waits for a busy database).
+    cur.execute("PRAGMA busy_timeout=30000")
     # WAL lets readers in other processes (history queries, a second kernel) read while the
     # writer writes, and makes commits cheap.
     cur.execute("PRAGMA journal_mode=WAL")
     # In WAL mode NORMAL is durable against application crashes and skips an fsync per commit.
     cur.execute("PRAGMA synchronous=NORMAL")
-    # Several kernels and scheduled scripts share one file: wait for a lock instead of failing.
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def schema_revision(sync_conn: Any) -> str | None:
+    """The revision in ``alembic_version`` (``None`` when there is no such table or row)."""
+    from sqlalchemy import inspect
+
+    if not inspect(sync_conn).has_table("alembic_version"):
+        return None
+    row = sync_conn.execute(text("SELECT version_num FROM alembic_version")).first()
+    return None if row is None else str(row[0])
+
+
+def _where(sync_conn: Any) -> str:
+    u = sync_conn.engine.url
+    if u.get_backend_name() == "sqlite":
+        return f"The SQLite file {u.database}"
+    return f"The database {mask_url(u.render_as_string(hide_password=True))!r}"
+
+
+def check_schema(sync_conn: Any) -> str:
+    """What set-up would do: ``"current"``, ``"create"`` or ``"upgrade"``; refuses the rest.
+
+    Raises
+    ------
+    ConfigurationError
+        For a database of another application or of a newer orion_nb.
+    """
+    from sqlalchemy import inspect
+
+    tables = set(inspect(sync_conn).get_table_names())
+    revision = schema_revision(sync_conn) if "alembic_version" in tables else None
+    return judge(tables, revision, _where(sync_conn))
+
+
+def judge(tables: set[str], revision: str | None, where: str) -> str:
+    """The set-up decision from what a database holds (see :func:`check_schema`)."""
+    if revision == HEAD_REVISION:
+        return "current"
+    if revision in KNOWN_REVISIONS:
+        return "upgrade"
+    if revision is not None and revision.isdigit() and revision > HEAD_REVISION:
+        raise ConfigurationError(
+            f"{where} was written by a newer orion_nb (schema revision {revision}; "
+            f"this orion_nb knows revisions up to {HEAD_REVISION}). Upgrade orion_nb "
+            "(pip install -U orion_nb), or set ORION_NB_DATABASE_URL to another database. "
+            "Nothing was changed."
+        )
+    if not tables:
+        return "create"
+    foreign = sorted(tables - OUR_TABLES)
+    shown = ", ".join(foreign[:5] or sorted(tables)[:5])
+    raise ConfigurationError(
+        f"{where} is not an orion_nb history: it holds other tables ({shown}"
+        f"{', ...' if len(foreign) > 5 else ''}"
+        f"{f'; alembic revision {revision!r}' if revision else ''}). orion_nb only sets up an "
+        "empty database or its own, and changed nothing. Point ORION_NB_DATABASE_URL (or "
+        "configure(database_url=...)) at a new file or an empty database."
+    )
+
+
+def precheck_sqlite(path: str) -> None:
+    """Refuse a foreign or newer SQLite file before any connection changes it.
+
+    Opening a connection sets PRAGMAs (WAL changes the file's header): another application's
+    file must be refused before that, through a read-only look.
+    """
+    import sqlite3
+
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            con = sqlite3.connect(f"{p.absolute().as_uri()}?{query}", uri=True, timeout=30)
+            try:
+                tables = {
+                    r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                revision = None
+                if "alembic_version" in tables:
+                    row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+                    revision = None if row is None else str(row[0])
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise ConfigurationError(
+                    f"The SQLite file {path} is not a database orion_nb can use ({exc}); it "
+                    "was left untouched. Point ORION_NB_DATABASE_URL at another file."
+                ) from None
+            continue
+        judge(
+            {t for t in tables if not t.startswith("sqlite_")}, revision, f"The SQLite file {path}"
+        )
+        return
 
 
 def _migrate_conn(sync_conn: Any) -> None:
     """Bring the schema to the newest revision (creating it if the database is empty).
 
-    An empty database gets the models' schema directly and is stamped with the head
-    revision, as Alembic recommends for new databases; that skips importing Alembic on a
-    fresh machine's first run. A test checks that the migrations produce the same schema.
-    When the schema is current, one query of ``alembic_version`` decides and Alembic is not
-    imported either.
+    Runs inside the caller's transaction, after taking the set-up lock. An empty database
+    gets the models' schema directly and is stamped with the head revision, as Alembic
+    recommends for new databases; that skips importing Alembic on a fresh machine's first
+    run. A test checks that the migrations produce the same schema. When the schema is
+    current, one query of ``alembic_version`` decides and Alembic is not imported either.
     """
-    from sqlalchemy import inspect
-
-    if inspect(sync_conn).has_table("alembic_version"):
-        row = sync_conn.execute(text("SELECT version_num FROM alembic_version")).first()
-        if row is not None and str(row[0]) == HEAD_REVISION:
-            return
-        _upgrade(sync_conn)
-    elif _is_empty(sync_conn):
+    if sync_conn.dialect.name == "postgresql":
+        # serialise set-up across processes: without it, eight processes creating the schema
+        # of a fresh database at once collide on Postgres's catalog (pg_type) keys
+        sync_conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})"))
+    action = check_schema(sync_conn)
+    if action == "create":
         _create_and_stamp(sync_conn)
-    else:
+    elif action == "upgrade":
         _upgrade(sync_conn)
 
 
 async def migrate(engine: Any) -> None:
-    """Run :func:`_migrate_conn` in one transaction, on either kind of engine."""
-    if is_async(engine):
-        async with engine.begin() as conn:
-            await conn.run_sync(_migrate_conn)
-    else:
-        with engine.begin() as conn:
-            _migrate_conn(conn)
+    """Run :func:`_migrate_conn` in one transaction, on either kind of engine.
+
+    Raises
+    ------
+    ConfigurationError
+        For a foreign or newer database, or when set-up fails (nothing is left half-done).
+    """
+    import asyncio
+    import time
+
+    # a server that is starting up or shutting down (a restart) gets a few seconds
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if is_async(engine):
+                async with engine.begin() as conn:
+                    await conn.run_sync(_migrate_conn)
+            else:
+                with engine.begin() as conn:
+                    _migrate_conn(conn)
+            return
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            if _restarting(exc) and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                continue
+            url = engine.url.render_as_string(hide_password=True)
+            raise ConfigurationError(
+                f"Setting up the history database {mask_url(url)!r} failed and was rolled "
+                f"back, so nothing was changed: {explain(exc, url)}"
+            ) from None
 
 
-def _is_empty(sync_conn: Any) -> bool:
-    from sqlalchemy import inspect
+def _restarting(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server is starting up or shutting down (SQLSTATE 57P0x)."""
+    e: BaseException | None = exc
+    for _ in range(6):
+        if e is None:
+            return False
+        code = getattr(e, "sqlstate", None)
+        text = str(e).lower()
+        if code in ("57P01", "57P03") or "starting up" in text or "shutting down" in text:
+            return True
+        e = getattr(e, "orig", None) or e.__cause__
+    return False
 
-    return not inspect(sync_conn).get_table_names()
+
+def explain(exc: BaseException, url: str) -> str:
+    """A database error as a sentence naming the likely cause and the fix (secrets removed)."""
+    from orion_nb.settings import redact
+
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0][:300]
+    text = redact(f"{type(orig).__name__}: {first}", url)
+    low = first.lower()
+    target = _target(url)
+    if "readonly" in low or "read-only" in low or "permission denied" in low or _read_only(url):
+        return (
+            f"{text}. {target} cannot be written (read-only file or directory). Make it "
+            "writable, or set ORION_NB_HOME / ORION_NB_DATABASE_URL to a writable place; "
+            "reading this history still works."
+        )
+    if "disk is full" in low or "no space left" in low or "disk full" in low:
+        return f"{text}. The disk holding {target} is full: free some space."
+    if "unable to open database file" in low:
+        return (
+            f"{text}. {target} cannot be opened or created: check that its directory exists "
+            "and is writable, or set ORION_NB_HOME to a writable directory."
+        )
+    if "locked" in low or "busy" in low:
+        return f"{text}. Another process holds a write lock on {target}; it is retried."
+    if isinstance(orig, (OSError, ConnectionError, TimeoutError)) or "connect" in low:
+        return (
+            f"{text}. Check that the server is running and the URL is right, or unset "
+            "ORION_NB_DATABASE_URL to use the default SQLite file."
+        )
+    return f"{text}."
+
+
+def _read_only(url: str) -> bool:
+    """Whether ``url`` is a SQLite file (or directory) this process cannot write."""
+    try:
+        u = make_url(url)
+    except Exception:
+        return False
+    if u.get_backend_name() != "sqlite" or not u.database:
+        return False
+    path = Path(u.database)
+    if path.exists() and not os.access(path, os.W_OK):
+        return True
+    return path.parent.exists() and not os.access(path.parent, os.W_OK)
+
+
+def _target(url: str) -> str:
+    try:
+        u = make_url(url)
+    except Exception:
+        return "the database"
+    if u.get_backend_name() == "sqlite":
+        return f"the SQLite file {u.database}"
+    return f"the database {mask_url(url)!r}"
 
 
 def _create_and_stamp(sync_conn: Any) -> None:

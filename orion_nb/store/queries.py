@@ -106,7 +106,13 @@ async def _fetch(engine: AnyEngine, stmt: Any) -> tuple[list[str], list[Any]]:
         path = Path(engine.url.database or "").expanduser().resolve()
 
         def fetch() -> tuple[list[str], list[Any]]:
-            con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
+            try:
+                con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
+                con.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+            except sqlite3.OperationalError:
+                # a WAL database in a read-only directory without its -shm file can only be
+                # opened as immutable (nobody can be writing it there)
+                con = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
             try:
                 cur = con.execute(sql)
                 return [d[0] for d in cur.description], cur.fetchall()
@@ -337,6 +343,21 @@ async def logs(
     df = await _frame(engine, stmt, _TIME)
     df["level"] = _categorical(df["level"], ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return df
+
+
+async def task_run_counts(engine: AnyEngine, flow_run_ids: list[str]) -> dict[str, int]:
+    """Task runs per flow run, for ``flow_run_ids`` only (one grouped query)."""
+    from sqlalchemy import func
+
+    if not flow_run_ids:
+        return {}
+    stmt = (
+        select(TaskRun.flow_run_id, func.count().label("n"))
+        .where(TaskRun.flow_run_id.in_(flow_run_ids))
+        .group_by(TaskRun.flow_run_id)
+    )
+    _keys, rows = await _fetch(engine, stmt)
+    return {str(fid): int(n) for fid, n in rows}
 
 
 async def task_inputs(engine: AnyEngine, flow_run_id: str | None = None) -> pd.DataFrame:

@@ -1,35 +1,39 @@
-"""The one background, batched writer of a process.
+"""The one background, batched writer of a process: nothing lost, nothing stuck.
 
 The engine never waits for the database on the hot path: it appends small tuples to
 :attr:`Writer.queue` (a ``collections.deque``; ``append`` is atomic and takes ~50 ns). A
-coroutine on the engine's loop thread drains the queue every ``flush_interval`` seconds,
-coalesces what happened to each run within that window (three transitions of a short task
-become three ``states`` rows but one ``task_runs`` row), and writes each table with one
-``executemany`` in one transaction.
+coroutine on the writer's own loop thread drains the queue every ``flush_interval`` seconds
+and turns what it took into one batch (:mod:`orion_nb.store.batches`: coalesced, cleaned,
+with an id), which joins the *backlog*, the ordered list of batches not yet committed. The
+backlog is written head first, each batch in one transaction (:mod:`orion_nb.store.targets`).
+
+What can go wrong, and what happens then:
+
+- **The database refuses a row** (a "data" error): the head batch is split in halves until
+  the row is alone; that row is replaced by an ERROR log entry of its run saying what was
+  dropped and why, one warning is issued, and everything else is written. One bad record
+  never blocks the others.
+- **The database cannot be written** (server down, lock held, disk full): the backlog is kept
+  and retried with a growing delay (up to 5 s). Past ``max_pending_rows`` rows, the oldest
+  batches go to the journal (:mod:`orion_nb.store.journal`), so memory stays bounded however
+  long the outage lasts. Journaled batches are written back, in order, before newer ones.
+- **The SQLite file is deleted or replaced**: one warning; the file is created again and the
+  runs still in progress are written there.
+- **Exit** (``atexit``) and **SIGTERM**: at most ``exit_timeout`` seconds (3 s by default) are
+  spent writing; what is left goes to the journal, with one warning saying how many records
+  went where. The next process using the database (or ``orion-nb db replay``) writes them,
+  exactly once: each batch's id is committed with its rows in ``write_batches``.
+- **kill -9 / os._exit**: what was queued but not yet committed is lost: at most one flush
+  window (``flush_interval``, 50 ms by default) plus the batch being written. The runs of the
+  dead process are marked Crashed by the next process (:mod:`orion_nb.store.recovery`).
 
 :meth:`Writer.flush` blocks until everything queued before the call is committed; the engine
-calls it when a top-level flow run ends so that its history is visible at once, also to other
-processes. At interpreter exit pending records are flushed.
+calls it when a top-level flow run ends so that its history is visible at once, also to
+other processes. While the database is down it warns (once per outage) instead of failing
+the user's run. The writer also writes a heartbeat of this process's open flow runs and
+standalone task runs every ``heartbeat_interval`` seconds.
 
-The writer has a thread and event loop of its own, so a large batch never delays the engine's
-timers. Postgres is written through SQLAlchemy Core ``executemany`` on the async engine
-(asyncpg). SQLite is written through the standard ``sqlite3`` driver on one long-lived
-connection held by that thread, in multi-row statements: an async driver (aiosqlite) would
-cost two thread hops per statement, most of a flow run's budget, and nothing here runs on the
-caller's event loop anyway. Statements are compiled once from the SQLAlchemy tables, so no SQL
-text is written by hand.
-
-Event tuples (first item is the kind)::
-
-    ("flow",  id, flow_name, name, parameters, tags, parent_task_run_id, source, host, pid, created)
-    ("task",  id, flow_run_id, task_name, task_key, dynamic_key, name, tags, created)
-    ("state", run_id, kind, state_type, state_name, ts, message, rule, run_count, error)
-    ("edge",  task_run_id, upstream_task_run_id, parameter)
-    ("log",   flow_run_id, task_run_id, level, ts, message, run_name)
-    ("cache", task_run_id, cache_key, expires_at, result_ref)
-    ("flush", concurrent.futures.Future)
-
-(declared, with their field types, in :mod:`orion_nb._events`).
+Event tuples are declared, with their field types, in :mod:`orion_nb._events`.
 """
 
 from __future__ import annotations
@@ -37,179 +41,28 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import json
-import operator
-import os
-import socket
-import sqlite3
 import threading
 import time
 import warnings
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import bindparam, select, update
 
 from orion_nb._loop import LoopThread
 from orion_nb.errors import ConfigurationError, OrionNBWarning
-from orion_nb.settings import mask_url
-from orion_nb.store import database
-from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput
+from orion_nb.settings import get_settings, mask_url, redact
+from orion_nb.store import database, recovery
+from orion_nb.store.batches import Batch, Coalescer
+from orion_nb.store.journal import Journal
+from orion_nb.store.sanitize import clean_text
+from orion_nb.store.targets import PostgresTarget, SQLiteTarget, classify
 
 __all__ = ["Writer"]
 
-_TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
-_UPDATABLE = (
-    "state_type",
-    "state_name",
-    "start_time",
-    "end_time",
-    "run_count",
-    "message",
-)
-_TASK_UPDATABLE = (*_UPDATABLE, "cache_key", "cache_expiration", "result_ref")
-# a state for a run whose row was already written as finished updates only these columns
-_ORPHAN_COLS = ("state_type", "state_name", "run_count", "end_time", "message")
+_MAX_BACKOFF = 5.0
 
 
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
-
-
-_STATE_COLS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rule")
-_EDGE_COLS = ("task_run_id", "upstream_task_run_id", "parameter")
-_LOG_COLS = ("flow_run_id", "task_run_id", "level", "timestamp", "message")
-# SQLite's limit on bound parameters per statement (3.32 and later)
-_SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-_TIME_COLS = frozenset(
-    {"created", "start_time", "end_time", "heartbeat_at", "cache_expiration", "timestamp"}
-)
-_JSON_COLS = frozenset({"parameters", "tags"})
-
-
-def _sqlite_rows(rows: list[dict[str, Any]], cols: list[str]) -> list[tuple[Any, ...]]:
-    """Rows as parameter tuples in the form SQLAlchemy's SQLite types store them.
-
-    Timestamps become naive-UTC DATETIME text and JSON columns JSON text, so that reads through
-    the ORM types see exactly what a Core insert would have written.
-    """
-    get = operator.itemgetter(*cols)
-    times = [i for i, c in enumerate(cols) if c in _TIME_COLS]
-    jsons = [i for i, c in enumerate(cols) if c in _JSON_COLS]
-    if not times and not jsons:
-        return [get(r) for r in rows]
-    out = []
-    ts = _sqlite_ts
-    for r in rows:
-        t = list(get(r))
-        for i in times:
-            v = t[i]
-            if v is not None:
-                t[i] = ts(v)
-        for i in jsons:
-            v = t[i]
-            t[i] = "[]" if not v and not isinstance(v, dict) else json.dumps(v)
-        out.append(tuple(t))
-    return out
-
-
-_ts_cache: list[Any] = [-1, ""]
-
-
-def _sqlite_ts(ts: float) -> str:
-    """Epoch seconds as SQLAlchemy's SQLite DATETIME text, formatting the seconds once."""
-    sec = int(ts)
-    if sec != _ts_cache[0]:
-        _ts_cache[0] = sec
-        _ts_cache[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{_ts_cache[1]}.{int((ts - sec) * 1e6):06d}"
-
-
-def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_dt(v) if k in _TIME_COLS and isinstance(v, float) else v) for k, v in row.items()}
-
-
-_OPEN_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")
-
-
-def _mark_crashed_runs(conn: Any) -> None:
-    """Runs left unfinished by a process of this host that no longer exists crashed.
-
-    A kernel that is restarted or killed mid-flow cannot record the end of its runs; the next
-    process that opens the history says what happened instead of leaving them Running forever.
-    Runs on a sync connection (SQLite) or through ``run_sync`` (Postgres).
-    """
-    me = os.getpid()
-    flows = _table(FlowRun)
-    stmt = select(flows.c.id, flows.c.pid).where(
-        flows.c.host == socket.gethostname(), flows.c.state_type.in_(_OPEN_TYPES)
-    )
-    dead = [str(rid) for rid, pid in conn.execute(stmt).all() if pid != me and not _alive(pid)]
-    if not dead:
-        return
-    now = _dt(time.time())
-    msg = "the process that ran it exited before the run finished (kernel restarted or killed)"
-    tasks = _table(TaskRun)
-    for kind, table, key in (("flow", flows, flows.c.id), ("task", tasks, tasks.c.flow_run_id)):
-        ids = [
-            r[0]
-            for r in conn.execute(
-                select(table.c.id).where(key.in_(dead), table.c.state_type.in_(_OPEN_TYPES))
-            ).all()
-        ]
-        if not ids:
-            continue
-        conn.execute(
-            update(table)
-            .where(table.c.id.in_(ids))
-            .values(state_type="CRASHED", state_name="Crashed", end_time=now, message=msg)
-        )
-        conn.execute(
-            _table(StateRow).insert(),
-            [
-                {
-                    "run_id": i,
-                    "run_kind": kind,
-                    "type": "CRASHED",
-                    "name": "Crashed",
-                    "timestamp": now,
-                    "message": msg,
-                    "rule": None,
-                }
-                for i in ids
-            ],
-        )
-
-
-def _table(model: Any) -> Any:
-    return model.__table__
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return True  # unknown: leave it alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _open_sqlite(url: str) -> Any:
-    """The bulk path's own driver connection, with the same PRAGMAs as the engine's."""
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    conn = sqlite3.connect(
-        u.database or ":memory:", timeout=30, check_same_thread=False, isolation_level=None
-    )
-    database._sqlite_pragmas(conn, None)
-    # the writer touches the same index pages over and over: keep 64 MB of them in memory
-    conn.execute("PRAGMA cache_size=-65536")
-    return conn
+class _Outage(Exception):
+    """The backlog could not be written now (the cause is in ``__cause__``)."""
 
 
 class Writer:
@@ -222,116 +75,114 @@ class Writer:
     flush_interval
         Seconds between writes while records are arriving.
     loop_thread
-        The loop thread to run on (the process's shared one by default).
+        The loop thread to run on (a new one of its own by default).
     """
 
     def __init__(
         self, url: str, *, flush_interval: float = 0.05, loop_thread: LoopThread | None = None
     ) -> None:
+        s = get_settings()
         self.url = url
         self.flush_interval = flush_interval
+        self.heartbeat_interval = s.heartbeat_interval
+        self.exit_timeout = s.exit_timeout
+        self.max_pending_rows = s.max_pending_rows
+        self.crash_grace = s.crash_grace
+        self.journal = Journal(s.journal_dir, url)
         self.queue: deque[tuple[Any, ...]] = deque()
         self.engine: Any = None  # sync Engine (SQLite) or AsyncEngine (Postgres)
-        self._lt = loop_thread or LoopThread("orion-nb-writer").start()
-        self._raw: Any = None  # the SQLite driver connection of the bulk path
-        self._raw_sql: dict[str, tuple[str, list[str]]] = {}
-        self._multi_sql: dict[tuple[str, int], str] = {}
+        self._lt = loop_thread or LoopThread("orion-nb-writer")
+        self._target: Any = None
+        self._coalescer = Coalescer()
+        self._backlog: deque[Batch] = deque()
+        self._spilled: deque[Any] = deque()  # journal files to write before the backlog
+        self._waiters: list[concurrent.futures.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._sleeping = False
         self._closed = False
-        self._flow_rows: dict[str, dict[str, Any]] = {}
-        self._task_rows: dict[str, dict[str, Any]] = {}
-        self._stmts: dict[str, Any] = {}
-        self._pending_batch: list[tuple[Any, ...]] = []
+        self._abandoned = False
         self._lock = threading.Lock()
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._next_heartbeat = 0.0
+        self._outage_warned = False
+        self._replaced_warned = False
+        self.refused = 0  # rows the database refused (each replaced by an ERROR log entry)
+        self.journaled = 0  # rows this process sent to the journal
         self.last_error: BaseException | None = None
 
     def __repr__(self) -> str:
-        return f"Writer(url={mask_url(self.url)!r}, queued={len(self.queue)})"
+        return (
+            f"Writer(url={mask_url(self.url)!r}, queued={len(self.queue)}, "
+            f"backlog={sum(len(b) for b in self._backlog)})"
+        )
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> Writer:
-        """Connect, migrate the schema, and start the background flushing coroutine.
+        """Connect, set up the schema, replay the journal, mark crashed runs, start writing.
 
         Raises
         ------
         ConfigurationError
-            When the database cannot be used; the message masks any password.
+            When the database cannot be used; the message names the cause and the fix and
+            shows no password.
         """
+        self._lt.start()
         try:
             self._lt.run(self._start())
         except ConfigurationError:
+            self._lt.stop()
             raise
         except Exception as exc:
+            self._lt.stop()
             raise ConfigurationError(
-                f"Cannot use the database {mask_url(self.url)!r}: {type(exc).__name__}: "
-                f"{mask_url(str(exc)).splitlines()[0] if str(exc) else ''}. Check that the server "
-                "is running and the URL is right, or unset ORION_NB_DATABASE_URL to use the "
-                "default SQLite file."
+                f"Cannot use the database {mask_url(self.url)!r}: {database.explain(exc, self.url)}"
             ) from None
         atexit.register(self.close)
+        from orion_nb.store import signals
+
+        signals.install(self)
         return self
 
     async def _start(self) -> None:
         self.engine = database.create_engine(self.url)
         try:
             await database.migrate(self.engine)
+            await self._open_target()
         except BaseException:
             await self._dispose()
             raise
-        self._build_statements()
-        if database.is_async(self.engine):
-            async with self.engine.begin() as conn:
-                await conn.run_sync(_mark_crashed_runs)
-        else:
-            with self.engine.begin() as conn:
-                _mark_crashed_runs(conn)
-            self._raw = _open_sqlite(self.url)
+        self._spilled.extend(self.journal.files())
+        try:
+            await self._write_backlog()
+        except _Outage:
+            pass  # retried by the loop
+        try:
+            await self._run_sync(recovery.reconcile, self.crash_grace)
+        except Exception as exc:  # crash marking must never keep the store from opening
+            warnings.warn(
+                f"Could not check for crashed runs in {mask_url(self.url)}: "
+                f"{database.explain(exc, self.url)}",
+                OrionNBWarning,
+                stacklevel=2,
+            )
         self._wake = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
 
-    def _build_statements(self) -> None:
-        assert self.engine is not None
-        dialect = self.engine.dialect.name
-        insert: Any
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+    async def _open_target(self) -> None:
+        if database.is_async(self.engine):
+            self._target = PostgresTarget(self.engine)
         else:
-            from sqlalchemy.dialects.postgresql import insert
-        table: Any
-        cols: tuple[str, ...]
-        for key, table, cols in (
-            ("flow", FlowRun.__table__, _UPDATABLE),
-            ("task", TaskRun.__table__, _TASK_UPDATABLE),
-        ):
-            stmt = insert(table)
-            self._stmts[f"upsert_{key}"] = stmt.on_conflict_do_update(
-                index_elements=["id"], set_={c: stmt.excluded[c] for c in cols}
-            )
-            self._stmts[f"update_{key}"] = (
-                update(table)
-                .where(table.c.id == bindparam("_id"))
-                .values({c: bindparam(c) for c in _ORPHAN_COLS})
-            )
-        tables: dict[str, Any] = {
-            "states": StateRow.__table__,
-            "edges": TaskRunInput.__table__,
-            "logs": Log.__table__,
-        }
-        for key, table in tables.items():
-            self._stmts[key] = table.insert()
-        if dialect == "sqlite":
-            sq = self.engine.dialect
-            for key in ("upsert_flow", "upsert_task", "update_flow", "update_task"):
-                compiled = self._stmts[key].compile(dialect=sq)
-                self._raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
-            for key, cols in (("states", _STATE_COLS), ("edges", _EDGE_COLS), ("logs", _LOG_COLS)):
-                table = tables[key]
-                compiled = (
-                    table.insert().values({c: bindparam(c) for c in cols}).compile(dialect=sq)
-                )
-                self._raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
+            self._target = SQLiteTarget(self.engine, self.engine.url.database)
+
+    async def _run_sync(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(sync_connection, *args)`` in one transaction on either kind of engine."""
+        if database.is_async(self.engine):
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+        with self.engine.begin() as conn:
+            return fn(conn, *args)
 
     def put(self, event: tuple[Any, ...]) -> None:
         """Queue one event (thread-safe, non-blocking)."""
@@ -345,10 +196,10 @@ class Writer:
     def flush(self, timeout: float | None = 60) -> None:
         """Block until everything queued so far is committed.
 
-        A database failure is reported as an :class:`OrionNBWarning` (the records stay queued
-        and are retried); it never turns a user's successful run into an error.
+        A database failure is reported as an :class:`OrionNBWarning`, once per outage (the
+        records are kept and retried); it never turns a user's successful run into an error.
         """
-        if self._task is None:
+        if self._task is None or self._closed:
             return
         if self._lt.in_thread:
             raise RuntimeError("Writer.flush() cannot block the loop thread; use aflush().")
@@ -358,58 +209,166 @@ class Writer:
         try:
             fut.result(timeout)
         except concurrent.futures.TimeoutError:
-            warnings.warn(
-                f"History writes to {mask_url(self.url)} did not finish within {timeout} s; "
-                "they stay queued and are retried in the background.",
-                OrionNBWarning,
-                stacklevel=2,
-            )
+            self._warn_outage(f"did not finish within {timeout} s")
         except Exception as exc:
-            warnings.warn(
-                f"Could not write run history to {mask_url(self.url)}: {type(exc).__name__}: "
-                f"{mask_url(str(exc)).splitlines()[0] if str(exc) else ''}. Records are kept in "
-                "memory and retried; check the database.",
-                OrionNBWarning,
-                stacklevel=2,
-            )
+            self._warn_outage(database.explain(exc, self.url))
+
+    def _warn_outage(self, why: str) -> None:
+        if self._outage_warned:
+            return
+        self._outage_warned = True
+        warnings.warn(
+            f"Could not write run history to {mask_url(self.url)}: {why} Records are kept in "
+            f"memory and retried (past {self.max_pending_rows:,} rows they go to the journal "
+            f"in {self.journal.dir}); your runs are not affected. This warning is shown once "
+            "per outage.",
+            OrionNBWarning,
+            stacklevel=3,
+        )
 
     async def aflush(self) -> None:
         """Await (from any loop) until everything queued so far is committed."""
-        if self._task is None:
+        if self._task is None or self._closed:
             return
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.put(("flush", fut))
         self._lt.call_soon(self._wake_now)
-        await asyncio.wrap_future(fut)
+        try:
+            await asyncio.wrap_future(fut)
+        except Exception as exc:
+            self._warn_outage(database.explain(exc, self.url))
 
     def _wake_now(self) -> None:
         if self._wake is not None:
             self._wake.set()
 
-    def close(self) -> None:
-        """Flush what is pending and dispose of the engine (idempotent; runs at exit)."""
+    def close(self, timeout: float | None = None, crash_open_runs: str | None = None) -> None:
+        """Write what is pending (for at most ``exit_timeout`` s), journal the rest, stop.
+
+        Idempotent; runs at interpreter exit and on SIGTERM. Never hangs: a driver call that
+        does not return in time is abandoned and its batch journaled (a batch that was in fact
+        committed is recognised by its id at replay and not written twice).
+        ``crash_open_runs`` (the reason) first records every unfinished run of this process
+        as Crashed, as the SIGTERM handler does.
+        """
         if self._closed or self._task is None:
             return
         self._closed = True
+        budget = self.exit_timeout if timeout is None else timeout
+        report: dict[str, Any] = {}
         try:
-            if self._lt.thread is not None and self._lt.thread.is_alive():
-                self._lt.run(self._close(), timeout=30)
-        except Exception:  # pragma: no cover - best effort at interpreter exit
-            pass
-        self._lt.stop()
+            report = self._lt.run(
+                self._final(time.monotonic() + budget, crash_open_runs), timeout=budget + 2
+            )
+        except Exception:
+            report = self._abandon()
+        self._lt.stop(timeout=1)  # a thread stuck in a driver call is a daemon: leave it
         atexit.unregister(self.close)
+        self._report(report)
 
-    async def _close(self) -> None:
-        self._wake_now()
+    async def _final(self, deadline: float, crash_open_runs: str | None) -> dict[str, Any]:
         if self._task is not None:
+            self._task.cancel()
             try:
-                await asyncio.wait_for(self._task, 30)  # type: ignore[arg-type]
-            except Exception:
+                await self._task
+            except BaseException:
                 pass
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
+        self._take(time.time())
+        if crash_open_runs:
+            self._crash_open_runs(crash_open_runs)
+        error: BaseException | None = None
+        while self._backlog or self._spilled:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if isinstance(self._target, SQLiteTarget):
+                self._target.set_busy_timeout(min(2.0, left))
+            try:
+                await asyncio.wait_for(self._write_backlog(), left)
+            except (_Outage, TimeoutError) as exc:
+                error = exc.__cause__ or exc
+                await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        report = self._spill_all(error)
+        self._fail_waiters(None)
+        if isinstance(self._target, SQLiteTarget):
+            self._target.close()
         await self._dispose()
+        return report
+
+    def _crash_open_runs(self, message: str) -> None:
+        from orion_nb._events import state_event
+        from orion_nb.orchestration.recovery_rules import RULE
+
+        now = time.time()
+        c = self._coalescer
+        for kind, rows in (("flow", c.flow_rows), ("task", c.task_rows)):
+            for rid, row in list(rows.items()):
+                self.queue.append(
+                    state_event(
+                        rid, kind, "CRASHED", "Crashed", now, message, RULE, row["run_count"]
+                    )
+                )
+        self._take(now)
+
+    def _abandon(self) -> dict[str, Any]:
+        """The loop thread is stuck in a driver call: journal what is known from this thread."""
+        self._abandoned = True
+        if not self._lock.acquire(timeout=1):
+            return {"lost": len(self.queue), "error": "the writer thread did not respond"}
+        try:
+            self._take(time.time())
+            return self._spill_all(TimeoutError("a database call did not return in time"))
+        finally:
+            self._lock.release()
+
+    def _spill_all(self, error: BaseException | None) -> dict[str, Any]:
+        rows = journaled = lost = 0
+        files: set[str] = {str(f.path) for f in self._spilled}
+        reason = None
+        while self._backlog:
+            batch = self._backlog.popleft()
+            n = len(batch.without_heartbeats())
+            if batch.origin is not None or n == 0:
+                continue  # already on disk / nothing worth keeping
+            rows += n
+            try:
+                self.journal.write(batch)
+                journaled += n
+            except OSError as exc:
+                lost += n
+                reason = f"{type(exc).__name__}: {exc}"
+        pending = sum(int(_rows_of(f)) for f in self._spilled)
+        self._spilled.clear()
+        self.journaled += journaled
+        return {
+            "journaled": journaled + pending,
+            "lost": lost,
+            "files": len(files),
+            "error": None if error is None else database.explain(error, self.url),
+            "journal_error": reason,
+        }
+
+    def _report(self, report: dict[str, Any]) -> None:
+        journaled, lost = report.get("journaled", 0), report.get("lost", 0)
+        if not journaled and not lost:
+            return
+        text = (
+            f"orion_nb could not write {journaled + lost:,} run history records to "
+            f"{mask_url(self.url)} before exiting"
+            f"{': ' + report['error'] if report.get('error') else '.'}"
+        )
+        if journaled:
+            text += (
+                f" {journaled:,} were saved to the journal in {self.journal.dir}; the next "
+                "orion_nb process using this database, or `orion-nb db replay`, writes them "
+                "(exactly once)."
+            )
+        if lost:
+            text += (
+                f" {lost:,} could not be saved there either ({report.get('journal_error')}) "
+                "and are lost."
+            )
+        warnings.warn(text, OrionNBWarning, stacklevel=3)
 
     async def _dispose(self) -> None:
         engine, self.engine = self.engine, None
@@ -421,241 +380,253 @@ class Writer:
             engine.dispose()
 
     # -- the background coroutine -----------------------------------------------------------
+    def _next_wait(self) -> float | None:
+        now = time.monotonic()
+        if self.queue:
+            return self.flush_interval
+        if self._backlog or self._spilled:
+            return max(0.01, self._retry_at - now)
+        flows, tasks = self._coalescer.open_runs()
+        if flows or tasks:
+            return max(0.01, self._next_heartbeat - now)
+        return None
+
     async def _run(self) -> None:
         assert self._wake is not None
-        idle = 0
-        while True:
-            if not self.queue and not self._pending_batch:
-                if self._closed:
-                    return
-                idle += 1
-                if idle > 20:
-                    # nothing for a second: sleep until a producer wakes us
-                    self._sleeping = True
-                    if self.queue:
-                        self._sleeping = False
-                    else:
-                        self._wake.clear()
-                        if not self.queue:
-                            await self._wake.wait()
-                        self._sleeping = False
-                    idle = 0
-                    continue
-            else:
-                idle = 0
+        while not self._closed:
+            timeout = self._next_wait()
+            if timeout is None or timeout > self.flush_interval:
+                self._sleeping = True
+                if self.queue:  # an event arrived before the flag was set
+                    self._sleeping = False
+                    timeout = self.flush_interval
             try:
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+            self._sleeping = False
             self._wake.clear()
             await self._drain()
 
-    async def _drain(self) -> None:
-        batch = self._pending_batch
+    def _take(self, now: float) -> None:
+        """Move the queue's events into a new backlog batch (with heartbeats when due)."""
         q = self.queue
-        n = len(q)
-        for _ in range(n):
-            batch.append(q.popleft())
-        if not batch:
+        events = [q.popleft() for _ in range(len(q))]
+        waiters = [ev[1] for ev in events if ev[0] == "flush"]
+        if waiters:
+            events = [ev for ev in events if ev[0] != "flush"]
+        extra = None
+        mono = time.monotonic()
+        if mono >= self._next_heartbeat:
+            self._next_heartbeat = mono + self.heartbeat_interval
+            extra = self._coalescer.heartbeat(now)
+        if events or extra:
+            batch = self._coalescer.batch(events, extra)
+            if len(batch):
+                self._backlog.append(batch)
+        self._waiters.extend(waiters)
+
+    async def _drain(self) -> None:
+        with self._lock:
+            self._take(time.time())
+        if time.monotonic() < self._retry_at and not self._waiters:
             return
-        flushes = [ev[1] for ev in batch if ev[0] == "flush"]
         try:
-            await self._write([ev for ev in batch if ev[0] != "flush"])
-        except Exception as exc:
-            self.last_error = exc
-            # keep the records for the next attempt, fail the waiters now
-            self._pending_batch = [ev for ev in batch if ev[0] != "flush"]
-            for fut in flushes:
-                if not fut.done():
-                    fut.set_exception(exc)
-            await asyncio.sleep(min(1.0, self.flush_interval * 10))
+            await self._write_backlog()
+        except _Outage as exc:
+            cause = exc.__cause__ or exc
+            self.last_error = cause
+            self._backoff = min(_MAX_BACKOFF, max(0.1, self._backoff * 2))
+            self._retry_at = time.monotonic() + self._backoff
+            self._bound_memory()
+            self._fail_waiters(cause)
             return
-        self._pending_batch = []
+        self._backoff = 0.0
+        self._retry_at = 0.0
         self.last_error = None
-        for fut in flushes:
+        self._outage_warned = False
+        self._fail_waiters(None)
+
+    def _fail_waiters(self, exc: BaseException | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
             if not fut.done():
-                fut.set_result(None)
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
 
-    def _write_sqlite(self, batches: tuple[tuple[str, list[Any]], ...]) -> None:
-        conn = self._raw
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for key, rows in batches:
-                if not rows:
+    def _bound_memory(self) -> None:
+        """Past ``max_pending_rows``, the oldest batches go to the journal (in order)."""
+        total = sum(len(b) for b in self._backlog)
+        while self._backlog and total > self.max_pending_rows:
+            batch = self._backlog[0]
+            if batch.origin is not None:
+                break  # a journal file being replayed: it is on disk already
+            try:
+                file = self.journal.write(batch)
+            except OSError as exc:
+                warnings.warn(
+                    f"orion_nb cannot write its journal in {self.journal.dir} ({exc}); "
+                    f"{total:,} history records wait in memory for {mask_url(self.url)}.",
+                    OrionNBWarning,
+                    stacklevel=2,
+                )
+                return
+            self._backlog.popleft()
+            self._spilled.append(file)
+            self.journaled += len(batch)
+            total -= len(batch)
+
+    async def _write_backlog(self) -> None:
+        """Write journal files, then the backlog, head first; raise :class:`_Outage` to stop."""
+        while not self._abandoned:
+            if self._spilled:
+                file = self._spilled.popleft()
+                try:
+                    batch = file.load()
+                except FileNotFoundError:
+                    continue  # written (and removed) by another process meanwhile
+                except (OSError, ValueError) as exc:
+                    self._quarantine(file, exc)
                     continue
-                sql, cols = self._raw_sql[key]
-                if key == "states":
-                    ts = _sqlite_ts
-                    params: list[Any] = [
-                        (r[0], r[1], r[2], r[3], ts(r[4]), r[5], r[6]) for r in rows
-                    ]
+                batch.origin = [file, 1]
+                self._backlog.appendleft(batch)
+            if not self._backlog:
+                return
+            batch = self._backlog[0]
+            try:
+                await self._write_one(batch)
+            except Exception as exc:
+                kind = classify(exc)
+                if kind == "replaced":
+                    await self._reopen()
+                    continue
+                if kind == "data":
+                    if len(batch) > 1:
+                        self._backlog.popleft()
+                        a, b = batch.split()
+                        self._backlog.extendleft((b, a))
+                        continue
+                    await self._refuse(batch, exc)
                 else:
-                    params = _sqlite_rows(rows, cols)
-                if key.startswith("update_"):
-                    conn.executemany(sql, params)
-                else:
-                    self._insert_many(conn, key, sql, len(cols), params)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                    raise _Outage() from exc
+            self._backlog.popleft()
+            self._done(batch)
 
-    def _insert_many(self, conn: Any, key: str, sql: str, ncols: int, params: list[Any]) -> None:
-        """Insert with multi-row ``VALUES`` statements instead of ``executemany``.
+    async def _write_one(self, batch: Batch) -> bool:
+        target = self._target
+        if isinstance(target, SQLiteTarget):
+            return target.write(batch)
+        written: bool = await target.write(batch)
+        return written
 
-        The sqlite3 module releases the GIL around every row it steps, and getting it back
-        while the engine's thread is busy can take the interpreter's whole switch interval:
-        row by row, a batch written during a busy flow crawls. One statement per chunk of
-        rows releases it once per chunk. The statement is the SQLAlchemy-compiled single-row
-        one with its ``VALUES`` group repeated.
-        """
-        per = max(1, min(500, _SQLITE_MAX_VARIABLES // ncols))
-        for start in range(0, len(params), per):
-            chunk = params[start : start + per]
-            n = len(chunk)
-            multi = self._multi_sql.get((key, n))
-            if multi is None:
-                head, rest = sql.split(" VALUES ", 1)
-                group = rest[: rest.index(")") + 1]
-                multi = f"{head} VALUES {', '.join([group] * n)}{rest[len(group) :]}"
-                self._multi_sql[(key, n)] = multi
-            conn.execute(multi, [v for row in chunk for v in row])
+    def _done(self, batch: Batch) -> None:
+        origin = batch.origin
+        if origin is not None:
+            origin[1] -= 1
+            if origin[1] <= 0:
+                origin[0].remove()
 
-    async def _write(self, events: list[tuple[Any, ...]]) -> None:
-        if not events:
-            return
-        flow_rows = self._flow_rows
-        task_rows = self._task_rows
-        dirty_flows: dict[str, dict[str, Any]] = {}
-        dirty_tasks: dict[str, dict[str, Any]] = {}
-        orphan_updates: dict[str, dict[str, dict[str, Any]]] = {"flow": {}, "task": {}}
-        states: list[Any] = []
-        edges: list[dict[str, Any]] = []
-        logs: list[dict[str, Any]] = []
-        for ev in events:
-            kind = ev[0]
-            if kind == "state":
-                _, run_id, run_kind, t, state_name, ts, message, rule, run_count, _error = ev
-                rows = task_rows if run_kind == "task" else flow_rows
-                row = rows.get(run_id)
-                if row is None:
-                    row = orphan_updates[run_kind].setdefault(run_id, {"_id": run_id})
-                    for c in _ORPHAN_COLS:
-                        row.setdefault(c, None)
-                else:
-                    (dirty_tasks if run_kind == "task" else dirty_flows)[run_id] = row
-                row["state_type"] = t
-                row["state_name"] = state_name
-                row["run_count"] = run_count
-                if t == "RUNNING" and "start_time" in row and row["start_time"] is None:
-                    row["start_time"] = ts
-                if t in _TERMINAL:
-                    row["end_time"] = ts
-                    if "start_time" in row and row["start_time"] is None:
-                        # never ran (cached, upstream failed, cancelled while pending)
-                        row["start_time"] = ts
-                    row["message"] = message
-                # a plain tuple in _STATE_COLS order: the bulk path binds it as it is
-                states.append((run_id, run_kind, t, state_name, ts, message, rule))
-            elif kind == "task":
-                _, rid, flow_run_id, task_name, task_key, dyn, name, tags, created = ev
-                row = {
-                    "id": rid,
-                    "flow_run_id": flow_run_id,
-                    "task_name": task_name,
-                    "task_key": task_key,
-                    "dynamic_key": dyn,
-                    "name": name,
-                    "tags": list(tags),
-                    "created": created,
-                    "state_type": None,
-                    "state_name": None,
-                    "start_time": None,
-                    "end_time": None,
-                    "run_count": 0,
-                    "message": None,
-                    "cache_key": None,
-                    "cache_expiration": None,
-                    "result_ref": None,
-                    "host": None,
-                    "pid": None,
-                    "pid_start": None,
-                    "worker": None,
-                    "heartbeat_at": None,
-                }
-                task_rows[rid] = row
-                dirty_tasks[rid] = row
-            elif kind == "flow":
-                _, rid, flow_name, name, params, tags, parent, source, host, pid, created = ev
-                row = {
-                    "id": rid,
-                    "flow_name": flow_name,
-                    "name": name,
-                    "parameters": params,
-                    "tags": list(tags),
-                    "parent_task_run_id": parent,
-                    "deployment_id": None,
-                    "source": source,
-                    "host": host,
-                    "pid": pid,
-                    "created": created,
-                    "heartbeat_at": None,
-                    "pid_start": None,
-                    "expected_start_time": None,
-                    "output_path": None,
-                    "state_type": None,
-                    "state_name": None,
-                    "start_time": None,
-                    "end_time": None,
-                    "run_count": 0,
-                    "message": None,
-                }
-                flow_rows[rid] = row
-                dirty_flows[rid] = row
-            elif kind == "edge":
-                edges.append(
-                    {"task_run_id": ev[1], "upstream_task_run_id": ev[2], "parameter": ev[3]}
-                )
-            elif kind == "log":
-                logs.append(
-                    {
-                        "flow_run_id": ev[1],
-                        "task_run_id": ev[2],
-                        "level": ev[3],
-                        "timestamp": ev[4],
-                        "message": ev[5],
-                    }
-                )
-            elif kind == "cache":
-                row = task_rows.get(ev[1])
-                if row is not None:
-                    row["cache_key"] = ev[2]
-                    row["cache_expiration"] = ev[3]
-                    row["result_ref"] = ev[4]
-                    dirty_tasks[ev[1]] = row
-        batches: tuple[tuple[str, list[Any]], ...] = (
-            ("upsert_flow", list(dirty_flows.values())),
-            ("upsert_task", list(dirty_tasks.values())),
-            ("states", states),
-            ("edges", edges),
-            ("logs", logs),
-            ("update_flow", list(orphan_updates["flow"].values())),
-            ("update_task", list(orphan_updates["task"].values())),
+    def _quarantine(self, file: Any, exc: BaseException) -> None:
+        bad = file.path.parent / "unreadable"
+        try:
+            bad.mkdir(exist_ok=True)
+            file.path.replace(bad / file.path.name)
+        except OSError:
+            pass
+        warnings.warn(
+            f"The journal file {file.path} cannot be read ({type(exc).__name__}: {exc}); it was "
+            f"moved to {bad} and its records were not written.",
+            OrionNBWarning,
+            stacklevel=2,
         )
-        if self._raw is not None:
-            self._write_sqlite(batches)
-        else:
-            assert self.engine is not None
-            async with self.engine.begin() as conn:
-                for key, batch_rows in batches:
-                    if batch_rows:
-                        if key == "states":
-                            batch_rows = [
-                                dict(zip(_STATE_COLS, r, strict=True)) for r in batch_rows
-                            ]
-                        await conn.execute(self._stmts[key], [_pg_row(r) for r in batch_rows])
-        # finished runs need no further upserts: forget them
-        for rows, dirty in ((flow_rows, dirty_flows), (task_rows, dirty_tasks)):
-            for rid, row in dirty.items():
-                if row["state_type"] in _TERMINAL:
-                    rows.pop(rid, None)
+
+    async def _refuse(self, batch: Batch, exc: BaseException) -> None:
+        """Replace the one row the database refuses by an ERROR log entry of its run."""
+        key, row = batch.rows()[0]
+        if key.startswith("heartbeat_"):
+            return
+        flow_id, task_id, what = _describe(key, row)
+        error = redact(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", self.url)
+        message = clean_text(
+            f"orion_nb could not store {what} in the history and dropped it; the database "
+            f"refused it: {error[:500]}",
+            limit=2000,
+        )
+        for ids in ((flow_id, task_id), (None, None)):
+            log = {
+                "flow_run_id": ids[0],
+                "task_run_id": ids[1],
+                "level": "ERROR",
+                "timestamp": time.time(),
+                "message": message,
+            }
+            try:
+                await self._write_one(Batch({"logs": [log]}, batch.id))
+                break
+            except Exception as again:
+                if classify(again) != "data":
+                    raise _Outage() from again
+        self.refused += 1
+        if self.refused == 1:
+            warnings.warn(
+                f"The history database {mask_url(self.url)} refused a record ({what}: "
+                f"{error[:300]}). It was dropped and an ERROR log entry of the run says so; "
+                "every other record is written. Later refused records are handled the same "
+                "way without this warning.",
+                OrionNBWarning,
+                stacklevel=2,
+            )
+
+    async def _reopen(self) -> None:
+        """The SQLite file was deleted or replaced: create it again and go on writing there."""
+        path = self._target.path if self._target is not None else "?"
+        if not self._replaced_warned:
+            self._replaced_warned = True
+            warnings.warn(
+                f"The history database file {path} was deleted or replaced while this process "
+                "was writing to it. orion_nb created it again and writes there from now on; "
+                "runs still in progress are written again, runs that had finished were in the "
+                "old file.",
+                OrionNBWarning,
+                stacklevel=2,
+            )
+        if self._target is not None:
+            self._target.close()
+        await self._dispose()
+        self.engine = database.create_engine(self.url)
+        try:
+            await database.migrate(self.engine)
+        except ConfigurationError as exc:
+            raise _Outage() from exc
+        await self._open_target()
+        self._backlog.appendleft(self._coalescer.reinsert_open_runs())
+
+
+def _rows_of(file: Any) -> int:
+    try:
+        return int(file.header().get("rows", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _describe(key: str, row: Any) -> tuple[str | None, str | None, str]:
+    """The run a row belongs to (flow run id, task run id) and how to name the row."""
+    if key == "upsert_flow":
+        return row["id"], None, f"the record of flow run {row['id']!s:.40}"
+    if key == "upsert_task":
+        return row["flow_run_id"], row["id"], f"the record of task run {row['id']!s:.40}"
+    if key == "states":
+        flow = row[0] if row[1] == "flow" else None
+        task = row[0] if row[1] == "task" else None
+        return flow, task, f"a {row[3]!s:.40} state of {row[1]} run {row[0]!s:.40}"
+    if key == "logs":
+        return row["flow_run_id"], row["task_run_id"], "a log record"
+    if key == "edges":
+        return None, row["task_run_id"], "an input edge"
+    if key.startswith("update_"):
+        kind = key.removeprefix("update_")
+        ids = (row["_id"], None) if kind == "flow" else (None, row["_id"])
+        return ids[0], ids[1], f"a state update of {kind} run {row['_id']!s:.40}"
+    return None, None, f"a {key} row"
