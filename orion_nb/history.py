@@ -22,14 +22,25 @@ __all__ = ["flow_runs", "logs", "states", "task_inputs", "task_runs"]
 def _query(name: str, **kwargs: Any) -> pd.DataFrame:
     from orion_nb.store import queries
 
+    return _read(getattr(queries, name), **kwargs)  # type: ignore[no-any-return]
+
+
+def _read(fn: Any, *, flush: bool = True, **kwargs: Any) -> Any:
+    """Run the store read ``fn(engine, **kwargs)`` (a coroutine function of ``store/``).
+
+    The one door to the history for reads that are not a DataFrame of :mod:`queries` (the
+    history browser's pages, counts and chart in :mod:`orion_nb.store.browse`). ``flush``
+    first writes what this process recorded, so what just ran is there; a poll that runs
+    every few seconds passes ``flush=False`` (the engine flushes at the end of each flow run).
+    """
     writer = recorder.get_writer()
     if writer is None or writer.engine is None:
         raise ConfigurationError(
             "Run history is off (ORION_NB_PERSIST=0 or configure(persist=False)); turn it on to query runs."
         )
-    writer.flush()
-    fn = getattr(queries, name)
-    return writer._lt.run(fn(writer.engine, **kwargs))  # type: ignore[no-any-return]
+    if flush:
+        writer.flush()
+    return writer._lt.run(fn(writer.engine, **kwargs))
 
 
 def flow_runs(

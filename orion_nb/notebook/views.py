@@ -117,6 +117,10 @@ def model_for(run_id: str) -> RunModel:
             names.get(rid, ""),
         )
         events.append((_ts(lg.timestamp), 4, ev))
+    from orion_nb.store import browse
+
+    for down, up, param in history._read(browse.edges, flush=False, flow_run_ids=list(flows["id"])):
+        events.append((float("inf"), 5, ("edge", down, up, param)))
     events.sort(key=lambda e: (e[0], e[1]))
     model = RunModel()
     for _, _, ev in events:
