@@ -88,6 +88,28 @@ window.__ready = true;
 """
 
 
+# The history browser's page: the same fake model, with the browser's traits, and a fake
+# kernel written by each test: ``window.__kernel(msg)`` answers what the module sends (pages,
+# open) and ``window.__onSave()`` runs when the module saves a trait (the filters).
+BROWSER_INDEX = (
+    INDEX.replace('<link rel="stylesheet" href="runview.css">',
+                  '<link rel="stylesheet" href="runview.css"><link rel="stylesheet" href="browser.css">')
+    .replace('import widget from "./runview.js";', 'import widget from "./browser.js";')
+    .replace(
+        """const data = {run: {}, task_columns: [], tasks: [], transitions: [], logs: [], counts: {},
+              now: 0, total: 0};""",
+        """const data = {columns: [], head: [], filters: {}, total: 0, generation: 1, chart: {},
+              options: {}, status: {}, tz: ""};
+Object.assign(data, window.__initial || {});""",
+    )
+    .replace("save_changes: () => {},", "save_changes: () => { if (window.__onSave) window.__onSave(); },")
+    .replace(
+        "send: (msg) => { window.__sent.push(msg); },",
+        "send: (msg) => { window.__sent.push(msg); if (window.__kernel) setTimeout(() => window.__kernel(msg), 0); },",
+    )
+)
+
+
 def _ci() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
@@ -127,8 +149,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves ``extensions/`` as it is on disk, plus the generated test page."""
 
     def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] in ("/", "/index.html"):
-            body = INDEX.encode()
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html", "/browser.html"):
+            body = (BROWSER_INDEX if path == "/browser.html" else INDEX).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
