@@ -162,7 +162,7 @@ function planNodes(groups, expanded, threshold, byId, containerOf) {
 }
 
 function sizeOf(n) {
-  const text = n.runs ? `${n.label} ×${n.runs}` : n.label;
+  const text = n.runs ? `${n.label} ×${n.runs}` : n.header ? `${n.task} · ${n.name}` : n.label;
   const w = Math.min(MAX_W, Math.max(MIN_W, String(text).length * CHAR_W + 24));
   return { width: n.runs ? Math.max(w, 150) : w, height: n.runs ? GROUP_H : n.header ? HEADER_H : NODE_H };
 }
@@ -182,6 +182,12 @@ export function layout(graph) {
     if (box && graph.clusters.has(box)) g.setParent(n.id, `cluster:${box}`);
   }
   for (const e of graph.edges) g.setEdge(e.from, e.to);
+  // a subflow's header sits above its runs: an undrawn edge to each run nothing inside leads to
+  const fed = new Set(graph.edges.map((e) => e.to));
+  for (const n of graph.nodes.values()) {
+    if (n.header || !graph.clusters.has(n.container) || fed.has(n.id)) continue;
+    if (!g.hasEdge(n.container, n.id)) g.setEdge(n.container, n.id, { minlen: 1, weight: 2 });
+  }
   dagre.layout(g);
   const pos = new Map();
   for (const id of g.nodes()) pos.set(id, g.node(id));

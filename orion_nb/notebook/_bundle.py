@@ -30,7 +30,7 @@ from pathlib import Path
 __all__ = ["bundle"]
 
 _IMPORT = re.compile(
-    r'^import\s+(?:\*\s+as\s+(?P<star>\w+)|\{(?P<names>[^}]*)\}|(?P<default>\w+))\s+'
+    r"^import\s+(?:\*\s+as\s+(?P<star>\w+)|\{(?P<names>[^}]*)\}|(?P<default>\w+))\s+"
     r'from\s+"(?P<path>\./[\w./-]+\.js)";[ \t]*$',
     re.MULTILINE,
 )
@@ -84,8 +84,7 @@ def _link(path: Path, sources: dict[str, str], seen: tuple[Path, ...]) -> str:
         return _binding(m, f"await globalThis.__orionNbImport({json.dumps(key)})")
 
     linked = _IMPORT.sub(replace, text)
-    left = [line for line in _ANY_IMPORT.findall(linked)]
-    if left:
+    if _ANY_IMPORT.search(linked):
         raise ValueError(
             f"{path.name} has an import orion_nb cannot link; use `import * as X`, "
             '`import X` or `import { a, b }` from "./file.js" at the start of a line.'

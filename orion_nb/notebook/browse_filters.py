@@ -124,7 +124,9 @@ def describe(f: RunFilter) -> str:
         ("tag", f.tag),
     ):
         if values:
-            parts.append(f"{label} {' or '.join(values) if label != 'tag' else ' and '.join(values)}")
+            parts.append(
+                f"{label} {' or '.join(values) if label != 'tag' else ' and '.join(values)}"
+            )
     if f.text:
         parts.append(f"name contains {f.text!r}")
     if f.since:

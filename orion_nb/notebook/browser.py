@@ -242,14 +242,18 @@ class HistoryBrowser(anywidget.AnyWidget):
             matched = {r[0] for r in rows}
             gone = [i for i in ids if i in self._known and i not in matched]
             new = [r for r in rows if r[0] not in self._known]
-            changed = [r for r in rows if r[0] in self._known and self._known[r[0]] != tuple(map(repr, r))]
+            changed = [
+                r for r in rows if r[0] in self._known and self._known[r[0]] != tuple(map(repr, r))
+            ]
             for i in gone:
                 self._known.pop(i, None)
             if new or gone:
                 top = self.head[0][COLUMNS.index("created")] if self.head else None
                 added = sum(1 for r in new if top is None or (r[5] or 0) >= top)
                 self.total = self._read(q.count, f=self._filter)
-                self.head = self._with_tasks(self._read(q.page, f=self._filter, offset=0, limit=HEAD))
+                self.head = self._with_tasks(
+                    self._read(q.page, f=self._filter, offset=0, limit=HEAD)
+                )
                 self._remember(self.head)
                 self.send({"kind": "refresh", "gen": gen, "added": added})
             elif changed:

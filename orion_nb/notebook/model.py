@@ -68,8 +68,12 @@ class RunModel:
         self._new_transitions = 0
         self._new_logs = 0
         self._run_changed = False
-        self.mirror_child: dict[str, str] = {}  # mirror task run id -> the subflow run it stands for
-        self.edges: list[list[str]] = []  # [task_run_id, upstream_task_run_id, parameter], by row id
+        self.mirror_child: dict[
+            str, str
+        ] = {}  # mirror task run id -> the subflow run it stands for
+        self.edges: list[
+            list[str]
+        ] = []  # [task_run_id, upstream_task_run_id, parameter], by row id
         self._pending_edges: list[tuple[str, str, str]] = []
         self._new_edges = 0
 

@@ -51,7 +51,7 @@ import traitlets
 
 from orion_nb.notebook._bundle import bundle
 
-__all__ = ["TASK_COLUMNS", "RunView", "extensions_dir"]
+__all__ = ["TASK_COLUMNS", "RunGraph", "RunView", "extensions_dir"]
 
 TASK_COLUMNS = [
     "id",
@@ -195,3 +195,27 @@ class RunView(anywidget.AnyWidget):
             f"RunView(flow={run.get('flow_name')!r}, run={run.get('name')!r}, "
             f"state={run.get('state_name')!r}, tasks={current.get('total', 0)})"
         )
+
+
+class RunGraph(RunView):
+    """A recorded run's RunView opened at its Graph tab (``orion_nb.graph(run_id)``).
+
+    Where no widget manager runs (a saved notebook without its kernel, an export, a code
+    host), its output is the static picture of the graph
+    (:func:`orion_nb.notebook.graph_static.render_html`) instead of the run's table.
+    """
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        from orion_nb.notebook import graph_static
+
+        base = super()._repr_mimebundle_(**kwargs)
+        if base is None:
+            return None
+        data, metadata = base
+        snapshot = {
+            "run": dict(self.run),
+            "task_columns": list(self.task_columns),
+            "tasks": list(self.tasks),
+            "edges": list(self.edges),
+        }
+        return {**data, "text/html": graph_static.render_html(snapshot)}, metadata

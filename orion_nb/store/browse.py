@@ -264,7 +264,9 @@ async def chart(
     engine: AnyEngine, f: RunFilter, start: datetime, end: datetime
 ) -> list[tuple[float, str, int]]:
     """Runs per UTC hour and state type created in ``[start, end)``: (hour epoch ms, type, n)."""
-    window = RunFilter(**{**f.__dict__, "since": _later(f.since, start), "until": _earlier(f.until, end)})
+    window = RunFilter(
+        **{**f.__dict__, "since": _later(f.since, start), "until": _earlier(f.until, end)}
+    )
     if engine.dialect.name == "sqlite":
         hour = func.substr(type_coerce(FlowRun.created, String), 1, 13)
     else:
@@ -301,7 +303,9 @@ async def options(engine: AnyEngine, recent: int = 2000) -> dict[str, list[Any]]
     """Values to offer in the filters: flow names, deployments, and the tags of recent runs."""
     import json
 
-    _, flows = await _fetch(engine, select(FlowRun.flow_name).distinct().order_by(FlowRun.flow_name))
+    _, flows = await _fetch(
+        engine, select(FlowRun.flow_name).distinct().order_by(FlowRun.flow_name)
+    )
     _, deps = await _fetch(engine, select(Deployment.id, Deployment.name).order_by(Deployment.name))
     sqlite = engine.dialect.name == "sqlite"
     tags_col = type_coerce(FlowRun.tags, String) if sqlite else FlowRun.tags
@@ -333,7 +337,7 @@ async def changes(engine: AnyEngine, after: int) -> tuple[int, list[str], bool]:
     _, top = await _fetch(engine, select(func.max(StateRow.id)))
     newest = int(top[0][0]) if top and top[0][0] is not None else 0
     if newest <= after:
-        return max(newest, after), [], False
+        return newest, [], False
     recent = select(StateRow.run_id, StateRow.run_kind).where(StateRow.id > after)
     recent_sq = recent.subquery()
     flows = select(recent_sq.c.run_id).where(recent_sq.c.run_kind == "flow")

@@ -92,8 +92,10 @@ window.__ready = true;
 # kernel written by each test: ``window.__kernel(msg)`` answers what the module sends (pages,
 # open) and ``window.__onSave()`` runs when the module saves a trait (the filters).
 BROWSER_INDEX = (
-    INDEX.replace('<link rel="stylesheet" href="runview.css">',
-                  '<link rel="stylesheet" href="runview.css"><link rel="stylesheet" href="browser.css">')
+    INDEX.replace(
+        '<link rel="stylesheet" href="runview.css">',
+        '<link rel="stylesheet" href="runview.css"><link rel="stylesheet" href="browser.css">',
+    )
     .replace('import widget from "./runview.js";', 'import widget from "./browser.js";')
     .replace(
         """const data = {run: {}, task_columns: [], tasks: [], transitions: [], logs: [], counts: {},
@@ -102,7 +104,10 @@ BROWSER_INDEX = (
               options: {}, status: {}, tz: ""};
 Object.assign(data, window.__initial || {});""",
     )
-    .replace("save_changes: () => {},", "save_changes: () => { if (window.__onSave) window.__onSave(); },")
+    .replace(
+        "save_changes: () => {},",
+        "save_changes: () => { if (window.__onSave) window.__onSave(); },",
+    )
     .replace(
         "send: (msg) => { window.__sent.push(msg); },",
         "send: (msg) => { window.__sent.push(msg); if (window.__kernel) setTimeout(() => window.__kernel(msg), 0); },",
