@@ -146,9 +146,9 @@ def test_chart_counts_runs_per_hour_by_state_type():
         assert hour % 3_600_000 == 0
         totals[stype] = totals.get(stype, 0) + n
     assert totals == {"COMPLETED": 2, "FAILED": 1}
-    assert read(q.chart, f=RunFilter(flow=("report",)), start=now - timedelta(hours=2), end=now)[
-        0
-    ][1:] == ("FAILED", 1)
+    assert read(q.chart, f=RunFilter(flow=("report",)), start=now - timedelta(hours=2), end=now)[0][
+        1:
+    ] == ("FAILED", 1)
 
 
 def test_edges_of_a_run_tree_and_options():

@@ -134,7 +134,9 @@ def test_poll_sends_new_runs_as_a_refresh_and_changed_rows_only():
         runner.start()
         _wait_for(lambda: len(orion_nb.flow_runs(flow_name="slow", state="RUNNING")) == 1)
         newest = b.poll(newest)
-        assert b.sent[-1]["kind"] == "refresh" and b.head[0][COLUMNS.index("state_name")] == "Running"
+        assert (
+            b.sent[-1]["kind"] == "refresh" and b.head[0][COLUMNS.index("state_name")] == "Running"
+        )
         release.set()
         runner.join(30)
         orion_nb.flow_runs()  # flushes

@@ -9,6 +9,7 @@ One server per app (about 15 s to start and load); everything is local: the serv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -52,18 +54,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module", params=["lab", "notebook"])
-def lab(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, str]]:
-    app = request.param
+@contextlib.contextmanager
+def jupyter_server(app: str, root: Path, notebooks: dict[str, Any]) -> Iterator[str]:
+    """A JupyterLab (``app="lab"``) or Notebook 7 server on 127.0.0.1 serving ``notebooks``.
+
+    Settings and runtime files live under ``root``; orion_nb's home is ``root/orion_home``.
+    Yields the base URL once the server answers; stops it afterwards.
+    """
     command = f"jupyter-{app}"
     require_or_skip(Path(CHROMIUM).exists(), "Chromium (/usr/bin/chromium)")
     require_or_skip(
         shutil.which(command, path=str(Path(sys.executable).parent)) is not None,
         "JupyterLab" if app == "lab" else "Jupyter Notebook 7",
     )
-    root = tmp_path_factory.mktemp(app)
     cfg = root / "cfg"
     settings = cfg / "lab-settings"
     (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
@@ -80,8 +83,8 @@ def lab(
     )
     work = root / "work"
     work.mkdir()
-    nb = notebook_of("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb", CELL)
-    nbformat.write(nb, work / "demo.ipynb")
+    for name, nb in notebooks.items():
+        nbformat.write(nb, work / name)
     port = _free_port()
     env = {
         **os.environ,
@@ -124,13 +127,24 @@ def lab(
                         f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}"
                     ) from None
                 time.sleep(0.3)
-        yield base, root, app
+        yield base
     finally:
         proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def lab(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, str]]:
+    app = request.param
+    root = tmp_path_factory.mktemp(app)
+    nb = notebook_of("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb", CELL)
+    with jupyter_server(app, root, {"demo.ipynb": nb}) as base:
+        yield base, root, app
 
 
 READY = """() => {
