@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from orion_nb.notebook.browser import COLUMNS
+from tests.browser.conftest import widget_page
 
 pytestmark = pytest.mark.browser
 
@@ -87,40 +88,15 @@ window.__onSave = () => {
 def history_page(
     browser: Any, widget_server: str, request: pytest.FixtureRequest
 ) -> Iterator[Page]:
-    total = getattr(request, "param", 100_000)
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    context.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(f"{widget_server}/")
-            else route.abort()
-        ),
-    )
-    pg = context.new_page()
-    errors: list[str] = []
-    dialogs: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     script = (
         KERNEL.replace("__COLUMNS__", json.dumps(COLUMNS))
-        .replace("__TOTAL__", str(total))
+        .replace("__TOTAL__", str(100_000))
         .replace("__EVIL__", json.dumps(EVIL))
     )
-    pg.add_init_script(script)
-    pg.goto(f"{widget_server}/browser.html")
-    pg.wait_for_function("window.__ready === true")
-    pg.dialogs = dialogs  # type: ignore[attr-defined]
-    try:
+    with widget_page(
+        browser, widget_server, request.node.name, "browser.html", script, (1100, 900)
+    ) as pg:
         yield pg
-    finally:
-        from tests.browser.conftest import ARTIFACTS
-
-        ARTIFACTS.mkdir(exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 def rows_in_dom(pg: Page) -> int:

@@ -158,6 +158,32 @@ READY = """() => {
 }"""
 
 
+def open_notebook(p: Any, url: str, viewport: tuple[int, int]) -> tuple[Any, Any, list[str]]:
+    """Chromium on ``url`` (the token added), ready to run: (browser, page, dialogs opened).
+
+    Every request that leaves this machine is blocked; the page is returned once the
+    notebook's kernel is connected and idle (:data:`READY`).
+    """
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(
+                ("http://127.0.0.1", "http://localhost", "data:", "blob:")
+            )
+            else route.abort()
+        ),
+    )
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{url}?token={TOKEN}")
+    page.wait_for_function(READY, timeout=90_000)
+    return browser, page, dialogs
+
+
 def _shut_down_kernels(base: str) -> None:
     """Ends every session and its kernel through the server's REST API (a fresh start)."""
     with urllib.request.urlopen(f"{base}/api/sessions?token={TOKEN}", timeout=10) as r:
@@ -176,23 +202,7 @@ def test_flow_cell_is_live_while_it_runs_and_stays_visible_after_reopening(lab):
     url = f"{base}/lab/tree/demo.ipynb" if app == "lab" else f"{base}/notebooks/demo.ipynb"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1000})
-        context.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith(
-                    ("http://127.0.0.1", "http://localhost", "data:", "blob:")
-                )
-                else route.abort()
-            ),
-        )
-        page = context.new_page()
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{url}?token={TOKEN}")
-        page.wait_for_function(READY, timeout=90_000)
+        browser, page, dialogs = open_notebook(p, url, (1300, 1000))
         # don't await the command: it resolves only when every cell has finished
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         widget = page.locator(".onb-runview").first

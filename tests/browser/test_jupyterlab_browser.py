@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.test_jupyterlab import READY, TOKEN, jupyter_server
+from tests.browser.test_jupyterlab import jupyter_server, open_notebook
 from tests.kernel.test_saved_notebooks import notebook_of
 
 pytestmark = pytest.mark.browser
@@ -70,21 +69,7 @@ def test_browse_filter_open_a_failed_run_and_read_its_graph(tmp_path: Path):
     nb = notebook_of(SETUP, FLOWS, "%orion browse")
     ARTIFACTS.mkdir(exist_ok=True)
     with jupyter_server("lab", tmp_path, {"browse.ipynb": nb}) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1100})
-        context.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
-                else route.abort()
-            ),
-        )
-        page = context.new_page()
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{base}/lab/tree/browse.ipynb?token={TOKEN}")
-        page.wait_for_function(READY, timeout=90_000)
+        browser, page, dialogs = open_notebook(p, f"{base}/lab/tree/browse.ipynb", (1300, 1100))
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         widget = page.locator(".onb-browser").first
         try:
