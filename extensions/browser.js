@@ -15,7 +15,7 @@
 // is removed by the cleanup that render() returns; test hooks are data-* attributes.
 
 import runview from "./runview.js";
-import { formatDuration, stateKey } from "./runview.js";
+import { clear, formatDuration, h, stateKey, svg } from "./runview.js";
 
 const ROW_H = 30;
 const VISIBLE_ROWS = 14;
@@ -31,24 +31,6 @@ const RANGES = [
   ["", "All time"], ["1", "Last hour"], ["24", "Last 24 hours"], ["168", "Last 7 days"], ["720", "Last 30 days"],
 ];
 const HEADINGS = ["Flow", "Run", "State", "Start", "Duration", "Task runs", "Deployment", "Tags"];
-
-function h(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  return e;
-}
-
-function svg(tag, attrs, text) {
-  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  return e;
-}
-
-function clear(node) {
-  while (node.firstChild) node.removeChild(node.firstChild);
-}
 
 const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 const pad = (n) => String(n).padStart(2, "0");

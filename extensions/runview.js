@@ -72,21 +72,21 @@ let instances = 0;
 
 // --- helpers ---------------------------------------------------------------------------------
 
-function h(tag, cls, text) {
+export function h(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
   if (text !== undefined && text !== null) e.textContent = String(text);
   return e;
 }
 
-function svg(tag, attrs, text) {
+export function svg(tag, attrs, text) {
   const e = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
   if (text !== undefined && text !== null) e.textContent = String(text);
   return e;
 }
 
-function clear(node) {
+export function clear(node) {
   while (node.firstChild) node.removeChild(node.firstChild);
 }
 
