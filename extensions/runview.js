@@ -21,7 +21,12 @@
 //     model, before anywidget hands the model any message) applies each "diff" (rows replaced
 //     by id or appended, transitions and logs appended) or "snapshot" to the model's own traits
 //     with model.set, so views redraw from change events exactly as for a synced trait. A model
-//     that sees a diff it cannot apply (it missed one) asks the kernel for a snapshot.
+//     that sees a diff it cannot apply (it missed one) asks the kernel for a snapshot;
+//   - the Graph tab (graph.js, laid out by dagre) draws the same rows with the recorded edges
+//     ([task_run_id, upstream_task_run_id, parameter], appended by diffs like transitions);
+//     it is laid out only while visible, and again only when its structure changed.
+
+import { createGraphView } from "./graph.js";
 
 const SVG_LIMIT = 2000; // timeline runs drawn as SVG; above, a canvas
 const CAP = 500; // transitions / log records kept on screen
@@ -67,21 +72,21 @@ let instances = 0;
 
 // --- helpers ---------------------------------------------------------------------------------
 
-function h(tag, cls, text) {
+export function h(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
   if (text !== undefined && text !== null) e.textContent = String(text);
   return e;
 }
 
-function svg(tag, attrs, text) {
+export function svg(tag, attrs, text) {
   const e = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
   if (text !== undefined && text !== null) e.textContent = String(text);
   return e;
 }
 
-function clear(node) {
+export function clear(node) {
   while (node.firstChild) node.removeChild(node.firstChild);
 }
 
@@ -208,7 +213,7 @@ function segmentsOf(r) {
 
 // --- live updates: diffs and snapshots --------------------------------------------------------
 
-const TRAITS = ["run", "task_columns", "tasks", "transitions", "logs", "counts", "now", "total"];
+const TRAITS = ["run", "task_columns", "tasks", "transitions", "logs", "counts", "now", "total", "edges"];
 
 function appendCapped(list, more) {
   const next = (Array.isArray(list) ? list : []).concat(more);
@@ -265,6 +270,7 @@ export function applyMessage(model, msg, sync) {
     model.set("transitions", appendCapped(model.get("transitions"), msg.transitions));
   }
   if (Array.isArray(msg.logs) && msg.logs.length) model.set("logs", appendCapped(model.get("logs"), msg.logs));
+  if (Array.isArray(msg.edges) && msg.edges.length) model.set("edges", (model.get("edges") || []).concat(msg.edges));
   if (msg.counts && typeof msg.counts === "object") model.set("counts", msg.counts);
   if (isNum(msg.total)) model.set("total", msg.total);
   if (isNum(msg.now)) model.set("now", msg.now);
@@ -288,7 +294,7 @@ function render({ model, el }) {
   let renders = 0;
   el.dataset.renders = "0";
   let frame = null;
-  const dirty = new Set(["header", "overview", "transitions", "logs"]);
+  const dirty = new Set(["header", "overview", "transitions", "logs", "graph"]);
   let rowsCache = null;
   let kernelNow = model.get("now") || 0;
   let kernelNowAt = performance.now();
@@ -320,7 +326,7 @@ function render({ model, el }) {
   const panels = {};
   const tabButtons = {};
   const tabCounts = {};
-  for (const [key, label] of [["overview", "Overview"], ["transitions", "Transitions"], ["logs", "Logs"]]) {
+  for (const [key, label] of [["overview", "Overview"], ["graph", "Graph"], ["transitions", "Transitions"], ["logs", "Logs"]]) {
     const b = h("button", "onb-tab");
     b.type = "button";
     b.dataset.tab = key;
@@ -338,7 +344,7 @@ function render({ model, el }) {
     panels[key] = p;
   }
   const body = h("div", "onb-body");
-  body.append(panels.overview, panels.transitions, panels.logs);
+  body.append(panels.overview, panels.graph, panels.transitions, panels.logs);
 
   // overview: the group table, then the timeline
   const groupsTable = h("table", "onb-groups");
@@ -378,7 +384,9 @@ function render({ model, el }) {
     }
     schedule();
   }
-  select("overview");
+  const graphView = createGraphView(panels.graph, { stateKey });
+  const firstTab = model.get("tab");
+  select(firstTab && panels[firstTab] ? firstTab : "overview");
 
   // --- scheduling -----------------------------------------------------------------------------
   function schedule() {
@@ -390,8 +398,9 @@ function render({ model, el }) {
     now: ["header", "overview"],
     counts: ["header"],
     total: ["header"],
-    tasks: ["overview", "rows"],
-    task_columns: ["overview", "rows"],
+    tasks: ["overview", "rows", "graph"],
+    task_columns: ["overview", "rows", "graph"],
+    edges: ["graph"],
     transitions: ["transitions"],
     logs: ["logs"],
   };
@@ -443,7 +452,11 @@ function render({ model, el }) {
     } else if (current === "logs" && dirty.has("logs")) {
       dirty.delete("logs");
       stick(panels.logs, () => logsFeed(model.get("logs") || []));
+    } else if (current === "graph" && dirty.has("graph")) {
+      dirty.delete("graph");
+      graphView.update(rows(), model.get("edges") || []);
     }
+    tabCounts.graph.textContent = "";
   }
 
   // --- header ---------------------------------------------------------------------------------

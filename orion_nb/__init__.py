@@ -79,6 +79,7 @@ __all__ = [
     "__version__",
     "allow_failure",
     "as_completed",
+    "browse",
     "configure",
     "errors",
     "exponential_backoff",
@@ -86,6 +87,7 @@ __all__ = [
     "flow_runs",
     "get_run_context",
     "get_run_logger",
+    "graph",
     "load_ipython_extension",
     "logs",
     "quote",
@@ -124,6 +126,31 @@ def view(run_id: str) -> _t.Any:
     from orion_nb.notebook.views import view as _view
 
     return _view(run_id)
+
+
+def browse(**filters: _t.Any) -> _t.Any:
+    """The history browser: every flow run, newest first, with filters, a chart and live updates.
+
+    Filters (each optional): ``flow``, ``state`` (names like ``"Failed"`` or types like
+    ``"FAILED"``), ``since`` / ``until`` (datetimes, ISO strings, or a timedelta for "that
+    long ago"), ``deployment`` (ids or names), ``tag`` (a run must carry each), ``text`` (in
+    run names), ``subflows`` (list subflow runs too). Each takes a value or a list of values.
+    A saved notebook keeps a static table of the runs that were listed.
+    """
+    from orion_nb.notebook.browser import HistoryBrowser
+
+    return HistoryBrowser(**filters)
+
+
+def graph(run_id: str) -> _t.Any:
+    """The dependency graph of a recorded flow run (id, unique id prefix or run name).
+
+    A widget (RunView at its Graph tab: layered top to bottom, nodes coloured by state,
+    mapped tasks collapsed, subflows as boxes) that leaves a static SVG in saved notebooks.
+    """
+    from orion_nb.notebook.views import graph as _graph
+
+    return _graph(run_id)
 
 
 def timeline(run_id: str) -> _t.Any:

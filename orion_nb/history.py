@@ -75,6 +75,26 @@ def _query(name: str, **kwargs: Any) -> Any:
     return reader_for(s.effective_database_url).query(name, **kwargs)
 
 
+def _read(fn: Any, *, flush: bool = True, **kwargs: Any) -> Any:
+    """Run the store read ``fn(engine, **kwargs)`` (a coroutine function of ``store/``).
+
+    The one door to the history for reads that are not a DataFrame of :mod:`queries` (the
+    history browser's pages, counts and chart in :mod:`orion_nb.store.browse`). ``flush``
+    first writes what this process recorded, so what just ran is there; a poll that runs
+    every few seconds passes ``flush=False`` (the engine flushes at the end of each flow run).
+    """
+    from orion_nb.store.reader import reader_for
+
+    s = settings.get_settings()
+    if not s.persist:
+        raise ConfigurationError(
+            "Run history is off (ORION_NB_PERSIST=0 or configure(persist=False)); turn it on to query runs."
+        )
+    if flush:
+        recorder.flush()
+    return reader_for(s.effective_database_url).run(fn, **kwargs)
+
+
 def flow_runs(
     flow_name: str | None = None,
     state: str | list[str] | None = None,

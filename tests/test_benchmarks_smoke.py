@@ -34,3 +34,31 @@ def test_overhead_benchmark_quick(tmp_path: Path):
     ):
         assert (key in data and data[key]["value"] > 0) or key == "heavy_modules_at_import", key
     assert data["heavy_modules_at_import"]["note"] == "-"  # import orion_nb stays light
+
+
+def test_browser_benchmark_quick(tmp_path: Path):
+    out = tmp_path / "browser.json"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "browser.py"),
+            "--runs",
+            "2000",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["runs"] == 2000
+    for key in (
+        "browser_open_s",
+        "browser_open_failed_s",
+        "page_deep_s",
+        "poll_idle_s",
+        "poll_10_new_s",
+    ):
+        assert data[key]["value"] > 0 and data[key]["baseline"] > 0, key

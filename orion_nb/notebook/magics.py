@@ -162,9 +162,14 @@ class OrionMagics(Magics):
             %orion runs [--limit N] [--flow NAME] [--state S]   recent flow runs as a table
             %orion view RUN [--widget]                            a past run (static; --widget: interactive)
             %orion timeline RUN                                   the run's timeline (plotly)
+            %orion graph RUN                                      the run's dependency graph
+            %orion browse [--flow F] [--state S] [--tag T] [--deployment D]
+                          [--text Q] [--since ISO] [--until ISO] [--subflows]
+                                                                  the history browser (live)
             %orion config                                         database (masked), home, display
 
-        RUN is a flow run id, a unique id prefix or a run name.
+        RUN is a flow run id, a unique id prefix or a run name. The browser's options may
+        be repeated (``--state FAILED --state CRASHED``).
         """
         __tracebackhide__ = True
         parser = _OrionParser(prog="%orion", add_help=False)
@@ -173,7 +178,13 @@ class OrionMagics(Magics):
         p_runs.add_argument("--limit", type=int, default=20)
         p_runs.add_argument("--flow", default=None)
         p_runs.add_argument("--state", default=None)
-        for name in ("view", "timeline"):
+        p_browse = sub.add_parser("browse", add_help=False)
+        for option in ("--flow", "--state", "--tag", "--deployment"):
+            p_browse.add_argument(option, action="append", default=None)
+        for option in ("--text", "--since", "--until"):
+            p_browse.add_argument(option, default=None)
+        p_browse.add_argument("--subflows", action="store_true")
+        for name in ("view", "timeline", "graph"):
             p = sub.add_parser(name, add_help=False)
             p.add_argument("run")
             if name == "view":
@@ -192,7 +203,19 @@ class OrionMagics(Magics):
                 return Console().print(tables.runs_table(args.limit, args.flow, args.state))
             if args.command == "config":
                 return Console().print(tables.config_table())
+            if args.command == "browse":
+                from orion_nb.notebook.browser import HistoryBrowser
+
+                filters = {
+                    k: getattr(args, k)
+                    for k in ("flow", "state", "tag", "deployment", "text", "since", "until")
+                    if getattr(args, k) is not None
+                }
+                return HistoryBrowser(**filters, subflows=args.subflows)
             from orion_nb.notebook import views
+
+            if args.command == "graph":
+                return views.graph(args.run)
 
             if args.command == "view":
                 report = views.view(args.run)

@@ -8,6 +8,12 @@ The live widget does not resend everything at each update: the model remembers w
 since the last :meth:`RunModel.take_diff` (task rows by run id, the run header, new transitions
 and log records), so an update of a run with 10,000 task runs carries the few rows that moved,
 not all 10,000. :meth:`RunModel.snapshot` is the full state, sent when a view attaches.
+
+Edges (``edge`` events: data passed between task runs, ``wait_for``) feed the Graph tab. An
+edge into or out of a subflow names the subflow's *mirror* task run in its parent; the model
+turns that into the subflow's own row id, and holds an edge back until both of its ends are
+rows it knows (a subflow's edges arrive before the subflow run itself), so a view never gets
+an edge it cannot draw, and never loses one.
 """
 
 from __future__ import annotations
@@ -62,6 +68,14 @@ class RunModel:
         self._new_transitions = 0
         self._new_logs = 0
         self._run_changed = False
+        self.mirror_child: dict[
+            str, str
+        ] = {}  # mirror task run id -> the subflow run it stands for
+        self.edges: list[
+            list[str]
+        ] = []  # [task_run_id, upstream_task_run_id, parameter], by row id
+        self._pending_edges: list[tuple[str, str, str]] = []
+        self._new_edges = 0
 
     # -- events -------------------------------------------------------------------------------
     def apply(self, ev: tuple[Any, ...]) -> None:
@@ -119,6 +133,8 @@ class RunModel:
                 self._run_changed = True
                 return
             # a subflow: a row in its parent's table, with its own tasks nested under it
+            if parent_task_run_id:
+                self.mirror_child[parent_task_run_id] = rid
             parent_flow = self.mirror_parent.get(parent_task_run_id or "", self.root_id)
             parent_depth = self.flows.get(parent_flow or "", {}).get("depth", 0)
             parent_id = None if parent_flow == self.root_id else parent_flow
@@ -138,6 +154,8 @@ class RunModel:
                 None,
                 "flow",
             ]
+        elif kind == "edge":
+            self._pending_edges.append((str(ev[1]), str(ev[2]), str(ev[3])))
         elif kind == "log":
             run_name = ev[6] if len(ev) > 6 else self.names.get(ev[2] or ev[1] or "", "")
             self.logs.append(
@@ -218,8 +236,24 @@ class RunModel:
             self.counts.pop(name, None)
 
     # -- output -------------------------------------------------------------------------------
+    def _resolve_edges(self) -> None:
+        """Move the edges whose two ends are known rows from pending to :attr:`edges`."""
+        if not self._pending_edges:
+            return
+        waiting = []
+        for down, up, param in self._pending_edges:
+            a = self.mirror_child.get(down, down)
+            b = self.mirror_child.get(up, up)
+            if a in self.rows and b in self.rows:
+                self.edges.append([a, b, param])
+                self._new_edges += 1
+            else:
+                waiting.append((down, up, param))
+        self._pending_edges = waiting
+
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """The whole view: what a view needs when it attaches (traits of the RunView widget)."""
+        self._resolve_edges()
         return {
             "run": self._run_header(),
             "task_columns": TASK_COLUMNS,
@@ -229,6 +263,7 @@ class RunModel:
             "counts": dict(self.counts),
             "now": (time.time() if now is None else now) * 1000.0,
             "total": self.total,
+            "edges": [list(e) for e in self.edges],
         }
 
     def take_diff(self, now: float | None = None) -> dict[str, Any]:
@@ -239,8 +274,9 @@ class RunModel:
         stay in the model's order). ``transitions`` and
         ``logs`` are the records appended since (a view appends them and keeps its last 500).
         ``run`` is there only when the header changed; ``counts``, ``total`` and ``now``
-        always (they are small).
+        always (they are small). ``edges`` are the edges resolved since (a view appends them).
         """
+        self._resolve_edges()
         diff: dict[str, Any] = {
             "tasks": [_copy_row(self.rows[rid]) for rid in self._changed if rid in self.rows],
             "transitions": _tail(self.transitions, self._new_transitions),
@@ -248,6 +284,9 @@ class RunModel:
             "counts": dict(self.counts),
             "total": self.total,
             "now": (time.time() if now is None else now) * 1000.0,
+            "edges": [list(e) for e in self.edges[len(self.edges) - self._new_edges :]]
+            if self._new_edges
+            else [],
         }
         if self._run_changed:
             diff["run"] = self._run_header()
@@ -260,11 +299,19 @@ class RunModel:
         self._new_transitions = 0
         self._new_logs = 0
         self._run_changed = False
+        self._new_edges = 0
 
     @property
     def changed(self) -> bool:
         """Whether anything changed since the last diff."""
-        return bool(self._changed or self._new_transitions or self._new_logs or self._run_changed)
+        self._resolve_edges()
+        return bool(
+            self._changed
+            or self._new_transitions
+            or self._new_logs
+            or self._run_changed
+            or self._new_edges
+        )
 
     def _run_header(self) -> dict[str, Any]:
         return {k: v for k, v in self.run.items() if k != "parameters"}

@@ -19,7 +19,7 @@ from orion_nb.notebook.static import RunReport
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["STATE_COLORS", "model_for", "resolve_run_id", "timeline", "view"]
+__all__ = ["STATE_COLORS", "graph", "model_for", "resolve_run_id", "timeline", "view"]
 
 
 def resolve_run_id(run: str) -> str:
@@ -117,6 +117,10 @@ def model_for(run_id: str) -> RunModel:
             names.get(rid, ""),
         )
         events.append((_ts(lg.timestamp), 4, ev))
+    from orion_nb.store import browse
+
+    for down, up, param in history._read(browse.edges, flush=False, flow_run_ids=list(flows["id"])):
+        events.append((float("inf"), 5, ("edge", down, up, param)))
     events.sort(key=lambda e: (e[0], e[1]))
     model = RunModel()
     for _, _, ev in events:
@@ -133,6 +137,17 @@ def view(run_id: str) -> RunReport:
     model = model_for(run_id)
     end = model.run.get("end")
     return RunReport(model.snapshot(now=(end / 1000.0) if end else None))
+
+
+def graph(run_id: str) -> Any:
+    """The graph of a recorded flow run: its RunView at the Graph tab, static SVG when saved."""
+    from orion_nb.notebook.widget import RunGraph
+
+    model = model_for(run_id)
+    end = model.run.get("end")
+    widget = RunGraph()
+    widget.set_snapshot({**model.snapshot(now=(end / 1000.0) if end else None), "tab": "graph"})
+    return widget
 
 
 def timeline(run_id: str) -> go.Figure:

@@ -17,6 +17,12 @@ Trait contract (times are epoch milliseconds):
 - ``logs``: the last 500 log records ``{ts, level, run, message}``
 - ``counts``: task runs per state name; ``total``: the number of task runs
 - ``now``: when the snapshot was taken (the elapsed clock of an unfinished run counts from it)
+- ``edges``: ``[task_run_id, upstream_task_run_id, parameter]`` between rows (subflow edges
+  point at the subflow's row), drawn by the Graph tab
+- ``tab``: the tab shown first (``"overview"``, ``"graph"``, ``"transitions"``, ``"logs"``)
+
+The front-end is ``runview.js`` with the modules it imports (``graph.js``, the vendored
+dagre), linked into one ES module by :func:`orion_nb.notebook._bundle.bundle`.
 
 A recorded run's view is static: :meth:`RunView.set_snapshot` assigns every trait once. A
 running flow's view changes ten times a second, so it does not resend the traits: the
@@ -24,9 +30,9 @@ running flow's view changes ten times a second, so it does not resend the traits
 applies to its own copy of the traits (the module's ``initialize``, which runs once per model
 before any message is handled):
 
-- ``{kind: "diff", seq, base, tasks, transitions, logs, counts, total, now[, run]}``: the rows
+- ``{kind: "diff", seq, base, tasks, transitions, logs, edges, counts, total, now[, run]}``: the rows
   that changed since message ``base`` (replaced by their ``id``, or appended), the transitions
-  and log records appended since; applied only when the model is at ``base``.
+  log records and edges appended since; applied only when the model is at ``base``.
 - ``{kind: "snapshot", seq, <every trait>}``: the whole state.
 - From the front-end, ``{kind: "attach", seq}``: a model that missed diffs (it was created
   after the run started, e.g. in a second browser tab) asks for a snapshot.
@@ -43,7 +49,9 @@ from typing import Any
 import anywidget
 import traitlets
 
-__all__ = ["TASK_COLUMNS", "RunView", "extensions_dir"]
+from orion_nb.notebook._bundle import bundle
+
+__all__ = ["TASK_COLUMNS", "RunGraph", "RunView", "extensions_dir"]
 
 TASK_COLUMNS = [
     "id",
@@ -84,7 +92,7 @@ _EXTENSIONS = extensions_dir()
 class RunView(anywidget.AnyWidget):
     """Live view of one flow run (the module docstring describes the traits)."""
 
-    _esm = _EXTENSIONS / "runview.js"
+    _esm = bundle(_EXTENSIONS / "runview.js")
     _css = _EXTENSIONS / "runview.css"
 
     run = traitlets.Dict(help="The flow run: id, name, flow_name, state, start/end, message.").tag(
@@ -99,9 +107,14 @@ class RunView(anywidget.AnyWidget):
     counts = traitlets.Dict(help="Task runs per state name.").tag(sync=True)
     now = traitlets.Float(0.0, help="When the snapshot was taken (epoch ms).").tag(sync=True)
     total = traitlets.Int(0, help="Number of task runs.").tag(sync=True)
+    edges = traitlets.List(help="[task_run_id, upstream_task_run_id, parameter] per edge.").tag(
+        sync=True
+    )
+    tab = traitlets.Unicode("overview", help="The tab shown first.").tag(sync=True)
 
     _SNAPSHOT_KEYS = frozenset(
-        {"run", "task_columns", "tasks", "transitions", "logs", "counts", "now", "total"}
+        {"run", "task_columns", "tasks", "transitions", "logs", "counts", "now", "total", "edges"}
+        | {"tab"}
     )
 
     def set_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -182,3 +195,27 @@ class RunView(anywidget.AnyWidget):
             f"RunView(flow={run.get('flow_name')!r}, run={run.get('name')!r}, "
             f"state={run.get('state_name')!r}, tasks={current.get('total', 0)})"
         )
+
+
+class RunGraph(RunView):
+    """A recorded run's RunView opened at its Graph tab (``orion_nb.graph(run_id)``).
+
+    Where no widget manager runs (a saved notebook without its kernel, an export, a code
+    host), its output is the static picture of the graph
+    (:func:`orion_nb.notebook.graph_static.render_html`) instead of the run's table.
+    """
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        from orion_nb.notebook import graph_static
+
+        base = super()._repr_mimebundle_(**kwargs)
+        if base is None:
+            return None
+        data, metadata = base
+        snapshot = {
+            "run": dict(self.run),
+            "task_columns": list(self.task_columns),
+            "tasks": list(self.tasks),
+            "edges": list(self.edges),
+        }
+        return {**data, "text/html": graph_static.render_html(snapshot)}, metadata

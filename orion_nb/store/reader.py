@@ -79,8 +79,11 @@ class Reader:
         """Run ``orion_nb.store.queries.<name>(engine, **kwargs)`` and return its result."""
         from orion_nb.store import queries
 
+        return self.run(getattr(queries, name), **kwargs)
+
+    def run(self, fn: Any, **kwargs: Any) -> Any:
+        """Run the store read ``fn(engine, **kwargs)`` (a coroutine function of ``store/``)."""
         engine = self._open()
-        fn = getattr(queries, name)
         try:
             return get_loop_thread().run(fn(engine, **kwargs))
         except (ConfigurationError, ValueError, TypeError):

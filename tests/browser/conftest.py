@@ -8,6 +8,7 @@ skip on a laptop and fail in CI (``CI=true``), where the browser must be install
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -88,6 +89,33 @@ window.__ready = true;
 """
 
 
+# The history browser's page: the same fake model, with the browser's traits, and a fake
+# kernel written by each test: ``window.__kernel(msg)`` answers what the module sends (pages,
+# open) and ``window.__onSave()`` runs when the module saves a trait (the filters).
+BROWSER_INDEX = (
+    INDEX.replace(
+        '<link rel="stylesheet" href="runview.css">',
+        '<link rel="stylesheet" href="runview.css"><link rel="stylesheet" href="browser.css">',
+    )
+    .replace('import widget from "./runview.js";', 'import widget from "./browser.js";')
+    .replace(
+        """const data = {run: {}, task_columns: [], tasks: [], transitions: [], logs: [], counts: {},
+              now: 0, total: 0};""",
+        """const data = {columns: [], head: [], filters: {}, total: 0, generation: 1, chart: {},
+              options: {}, status: {}, tz: ""};
+Object.assign(data, window.__initial || {});""",
+    )
+    .replace(
+        "save_changes: () => {},",
+        "save_changes: () => { if (window.__onSave) window.__onSave(); },",
+    )
+    .replace(
+        "send: (msg) => { window.__sent.push(msg); },",
+        "send: (msg) => { window.__sent.push(msg); if (window.__kernel) setTimeout(() => window.__kernel(msg), 0); },",
+    )
+)
+
+
 def _ci() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
@@ -127,8 +155,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves ``extensions/`` as it is on disk, plus the generated test page."""
 
     def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] in ("/", "/index.html"):
-            body = INDEX.encode()
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html", "/browser.html"):
+            body = (BROWSER_INDEX if path == "/browser.html" else INDEX).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -162,14 +191,22 @@ def widget_server() -> Iterator[str]:
         thread.join(5)
 
 
-@pytest.fixture
-def page(browser: Any, widget_server: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh page with the widget rendered; a screenshot of it is kept per test.
+@contextlib.contextmanager
+def widget_page(
+    browser: Any,
+    widget_server: str,
+    name: str,
+    path: str = "index.html",
+    init_script: str | None = None,
+    viewport: tuple[int, int] = (960, 900),
+) -> Iterator[Any]:
+    """A fresh page of the widget server; a screenshot of it is kept as ``<name>.png``.
 
     ``page.errors`` collects uncaught JavaScript errors and ``page.dialogs`` every dialog
     (``alert`` …) the page opened; a test that ends with JavaScript errors fails.
+    ``init_script`` runs in the page before its module (a fake kernel, initial traits).
     """
-    context = browser.new_context(viewport={"width": 960, "height": 900})
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     context.route(
         "**/*",
         lambda route: (
@@ -184,16 +221,25 @@ def page(browser: Any, widget_server: str, request: pytest.FixtureRequest) -> It
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.goto(f"{widget_server}/index.html")
+    if init_script:
+        pg.add_init_script(init_script)
+    pg.goto(f"{widget_server}/{path}")
     pg.wait_for_function("window.__ready === true")
-    pg.errors = errors  # type: ignore[attr-defined]
-    pg.dialogs = dialogs  # type: ignore[attr-defined]
+    pg.errors = errors
+    pg.dialogs = dialogs
     try:
         yield pg
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         try:
-            pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         finally:
             context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Any, widget_server: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page with the RunView rendered (see :func:`widget_page`)."""
+    with widget_page(browser, widget_server, request.node.name) as pg:
+        yield pg

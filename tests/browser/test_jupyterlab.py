@@ -9,6 +9,7 @@ One server per app (about 15 s to start and load); everything is local: the serv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -52,18 +54,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module", params=["lab", "notebook"])
-def lab(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, str]]:
-    app = request.param
+@contextlib.contextmanager
+def jupyter_server(app: str, root: Path, notebooks: dict[str, Any]) -> Iterator[str]:
+    """A JupyterLab (``app="lab"``) or Notebook 7 server on 127.0.0.1 serving ``notebooks``.
+
+    Settings and runtime files live under ``root``; orion_nb's home is ``root/orion_home``.
+    Yields the base URL once the server answers; stops it afterwards.
+    """
     command = f"jupyter-{app}"
     require_or_skip(Path(CHROMIUM).exists(), "Chromium (/usr/bin/chromium)")
     require_or_skip(
         shutil.which(command, path=str(Path(sys.executable).parent)) is not None,
         "JupyterLab" if app == "lab" else "Jupyter Notebook 7",
     )
-    root = tmp_path_factory.mktemp(app)
     cfg = root / "cfg"
     settings = cfg / "lab-settings"
     (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
@@ -80,8 +83,8 @@ def lab(
     )
     work = root / "work"
     work.mkdir()
-    nb = notebook_of("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb", CELL)
-    nbformat.write(nb, work / "demo.ipynb")
+    for name, nb in notebooks.items():
+        nbformat.write(nb, work / name)
     port = _free_port()
     env = {
         **os.environ,
@@ -124,13 +127,24 @@ def lab(
                         f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}"
                     ) from None
                 time.sleep(0.3)
-        yield base, root, app
+        yield base
     finally:
         proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def lab(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, str]]:
+    app = request.param
+    root = tmp_path_factory.mktemp(app)
+    nb = notebook_of("%load_ext orion_nb\nfrom orion_nb import task\nimport orion_nb", CELL)
+    with jupyter_server(app, root, {"demo.ipynb": nb}) as base:
+        yield base, root, app
 
 
 READY = """() => {
@@ -142,6 +156,32 @@ READY = """() => {
     const k = s.session && s.session.kernel;
     return s.isReady && !!k && k.connectionStatus === 'connected' && k.status === 'idle';
 }"""
+
+
+def open_notebook(p: Any, url: str, viewport: tuple[int, int]) -> tuple[Any, Any, list[str]]:
+    """Chromium on ``url`` (the token added), ready to run: (browser, page, dialogs opened).
+
+    Every request that leaves this machine is blocked; the page is returned once the
+    notebook's kernel is connected and idle (:data:`READY`).
+    """
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(
+                ("http://127.0.0.1", "http://localhost", "data:", "blob:")
+            )
+            else route.abort()
+        ),
+    )
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{url}?token={TOKEN}")
+    page.wait_for_function(READY, timeout=90_000)
+    return browser, page, dialogs
 
 
 def _shut_down_kernels(base: str) -> None:
@@ -162,23 +202,7 @@ def test_flow_cell_is_live_while_it_runs_and_stays_visible_after_reopening(lab):
     url = f"{base}/lab/tree/demo.ipynb" if app == "lab" else f"{base}/notebooks/demo.ipynb"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1000})
-        context.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith(
-                    ("http://127.0.0.1", "http://localhost", "data:", "blob:")
-                )
-                else route.abort()
-            ),
-        )
-        page = context.new_page()
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{url}?token={TOKEN}")
-        page.wait_for_function(READY, timeout=90_000)
+        browser, page, dialogs = open_notebook(p, url, (1300, 1000))
         # don't await the command: it resolves only when every cell has finished
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         widget = page.locator(".onb-runview").first
