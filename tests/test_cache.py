@@ -342,3 +342,137 @@ def test_persisted_cache_survives_the_in_memory_cache():
     result_cache.clear()  # as in a new process
     assert load("a.csv") == {"rows": 3}
     assert calls == ["a.csv"]
+
+
+# -- keys as units -----------------------------------------------------------------------------
+
+
+def test_code_fingerprints_follow_the_code_even_without_source():
+    from orion_nb.engine.cache import code_fingerprint
+
+    def compile_fn(body: str):
+        ns: dict = {}
+        exec(compile(textwrap.dedent(body), "<no source>", "exec"), ns)
+        return ns["f"]
+
+    a = compile_fn("def f(x):\n    def g():\n        return 1\n    return g() + x\n")
+    same = compile_fn("def f(x):\n    def g():\n        return 1\n    return g() + x\n")
+    nested_changed = compile_fn("def f(x):\n    def g():\n        return 2\n    return g() + x\n")
+    name_changed = compile_fn("def f(x):\n    def g():\n        return 1\n    return h() + x\n")
+    assert code_fingerprint(a) == code_fingerprint(same)
+    assert code_fingerprint(a) != code_fingerprint(nested_changed)
+    assert code_fingerprint(a) != code_fingerprint(name_changed)
+    assert code_fingerprint(len) == repr(len).encode()  # no code object: its identity
+
+
+def test_key_parts_cannot_run_into_each_other():
+    from orion_nb.engine.cache import _digest
+
+    assert _digest([b"ab", b"c"]) != _digest([b"a", b"bc"])
+    assert len(_digest([b"x"])) == 32
+
+
+def test_flow_parameters_policy_caches_per_flow_parameters():
+    calls = []
+
+    @task(cache_policy=orion_nb.INPUTS + orion_nb.FLOW_PARAMETERS)
+    def step(x):
+        calls.append(x)
+        return x
+
+    @flow
+    def pipeline(day: str):
+        return step(1)
+
+    pipeline("mon")
+    pipeline("mon")
+    pipeline("tue")
+    assert calls == [1, 1]
+
+
+def test_run_id_policy_outside_a_flow_caches_standalone_calls():
+    calls = []
+
+    @task(cache_policy=orion_nb.INPUTS + orion_nb.RUN_ID)
+    def step(x):
+        calls.append(x)
+        return x
+
+    step(1)
+    step(1)
+    assert calls == [1]
+
+
+def test_subtracting_keeps_the_other_parts_and_refuses_non_names():
+    policy = (orion_nb.INPUTS + orion_nb.TASK_SOURCE) - "debug"
+    assert repr(policy) == "INPUTS - 'debug' + TASK_SOURCE"
+    assert repr(orion_nb.INPUTS - "b" - "a") == "INPUTS - 'a' - 'b'"
+    assert {orion_nb.INPUTS, orion_nb.INPUTS + orion_nb.NONE - "x"} and (
+        orion_nb.INPUTS + orion_nb.INPUTS == orion_nb.INPUTS
+    )
+    with pytest.raises(TypeError, match=r"Subtract a parameter name .* not int"):
+        orion_nb.INPUTS - 3  # type: ignore[operator]
+
+
+def test_an_unhashable_input_is_reported_once_with_its_type_and_reason():
+    import warnings
+
+    @task(cache_policy=orion_nb.INPUTS)
+    def use(conn):
+        return 1
+
+    with pytest.warns(OrionNBWarning) as caught:
+        use(sqlite3.connect(":memory:"))
+    message = str(caught[0].message)
+    assert (
+        "Task 'use' is not cached for this call: parameter 'conn' is a Connection that cannot be pickled"
+        in message
+    )
+    assert "cache_policy=INPUTS - 'conn'" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        use(sqlite3.connect(":memory:"))  # said once per task and parameter
+
+
+def test_a_result_that_cannot_be_written_warns_and_the_run_completes(orion_home: Path):
+    orion_home.mkdir(parents=True, exist_ok=True)
+    (orion_home / "results").write_text("a file where the results folder should be")
+
+    @task(persist_result=True)
+    def make():
+        return [1, 2]
+
+    with pytest.warns(OrionNBWarning, match=r"Task 'make': could not write its result"):
+        assert make() == [1, 2]
+    assert orion_nb.task_runs().iloc[0]["state_name"] == "Completed"
+
+
+def test_a_persisted_result_without_a_cache_key_is_named_by_its_run(orion_home: Path, db_path):
+    import pickle
+
+    @task(persist_result=True)
+    def make():
+        return {"a": 1}
+
+    make()
+    run_id = orion_nb.task_runs().iloc[0]["id"]
+    con = sqlite3.connect(db_path)
+    ref, key = con.execute("select result_ref, cache_key from task_runs").fetchone()
+    con.close()
+    assert (ref, key) == (str(orion_home / "results" / f"{run_id}.pkl"), None)
+    assert pickle.loads(Path(ref).read_bytes()) == {"a": 1}
+
+
+def test_a_cached_result_records_its_key_expiry_and_file(orion_home: Path, db_path):
+    @task(cache_policy=orion_nb.INPUTS, cache_expiration=timedelta(hours=2))
+    def make(x):
+        return x
+
+    make(1)
+    con = sqlite3.connect(db_path)
+    ref, key, expires = con.execute(
+        "select result_ref, cache_key, cache_expiration from task_runs"
+    ).fetchone()
+    con.close()
+    assert ref == str(orion_home / "results" / f"{key}.pkl") and len(key) == 32
+    assert expires is not None

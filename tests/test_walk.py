@@ -16,7 +16,7 @@ import pydantic
 import pytest
 
 import orion_nb
-from orion_nb import allow_failure, flow, task
+from orion_nb import allow_failure, flow, task, unmapped
 
 
 @task
@@ -309,3 +309,91 @@ def test_large_plain_lists_pass_through_untouched():
         return consume(data)
 
     assert pipeline() is data
+
+
+# -- the walker and the input scan as units ----------------------------------------------------
+
+
+def test_scan_marks_everything_inside_allow_failure_and_sees_through_unmapped():
+    from orion_nb.engine.annotations import quote
+    from orion_nb.engine.walk import scan
+
+    seen = []
+    marker_a, marker_b, marker_c = object(), object(), object()
+    value = [allow_failure([unmapped(marker_a)]), unmapped(marker_b), quote(marker_c)]
+    scan(
+        value,
+        lambda node, allowed: bool(seen.append((node, allowed))) or node in (marker_a, marker_b),
+    )
+    assert (marker_a, True) in seen and (marker_b, False) in seen
+    assert all(node is not marker_c for node, _ in seen)  # quote stops the walk
+
+
+def test_the_same_container_twice_is_resolved_in_both_places():
+    @task
+    def consume(pair):
+        return pair
+
+    @flow
+    def pipeline():
+        shared = [double.submit(1)]
+        return consume((shared, shared))
+
+    assert pipeline() == ([2], [2])
+
+
+def test_objects_that_only_look_like_models_are_not_entered():
+    from orion_nb.engine.walk import KEEP, is_plain, transform
+
+    class LooksLikeAModel:
+        model_fields = {"a": None}  # but no model_copy: not a pydantic model
+
+        def __init__(self, a):
+            self.a = a
+
+    odd = LooksLikeAModel(object())
+    assert transform(odd, lambda node, allowed: "replaced" if node is odd.a else KEEP) is odd
+    assert repr(KEEP) == "KEEP"
+    assert is_plain(3) and is_plain(None) and not is_plain([3])
+
+
+def test_find_upstream_names_parameters_states_and_tracked_results():
+    from orion_nb.engine.inputs import find_upstream
+    from orion_nb.orchestration.states import Completed, Failed
+
+    done = Completed(data=1)
+    done.run_id = "0000-run-of-state-12345678"
+    failed = Failed()
+    failed.run_id = "0000-failed-run-87654321"
+    anonymous = Completed(data=2)  # built by hand: belongs to no run, not an upstream
+    result = {"rows": 3}
+    ids = {id(result): ("0000-producer-run-aaaabbbb", dict, None)}
+    found = find_upstream(
+        (done, allow_failure(failed), result, anonymous, "extra"),
+        {},
+        ["a", "b"],
+        ids,
+        wait_for=done,
+    )
+    described = [(u.parameter, u.run_id, u.name, u.allowed) for u in found]
+    assert described == [
+        ("a", "0000-run-of-state-12345678", "12345678", False),
+        ("b", "0000-failed-run-87654321", "87654321", True),
+        ("args[2]", "0000-producer-run-aaaabbbb", "aaaabbbb", False),
+        ("wait_for", "0000-run-of-state-12345678", "12345678", False),
+    ]
+    assert found[0].state is done and found[0].as_input().state is done
+    assert found[2].as_input().state.is_completed()  # known only from its result: it completed
+
+
+def test_resolving_states_raises_unless_allowed():
+    from orion_nb.engine.inputs import resolve, resolve_call
+    from orion_nb.orchestration.states import Completed, Failed
+
+    err = ValueError("bad")
+    failed = Failed(data=err)
+    assert resolve(allow_failure([failed, Completed(data=5)])) == [err, 5]
+    with pytest.raises(ValueError, match="bad"):
+        resolve([failed])
+    args, kwargs = resolve_call((Completed(data=1),), {"k": [Completed(data=2)]})
+    assert args == (1,) and kwargs == {"k": [2]}

@@ -335,3 +335,24 @@ def test_any_name_message_or_parameter_is_written_exactly_once(name, task_name, 
     tr = orion_nb.task_runs(flow_run_id=fr.iloc[0]["id"])
     assert list(tr["state_name"].astype(str)) == ["Completed"]
     assert len(orion_nb.logs(flow_run_id=fr.iloc[0]["id"])) == 1
+
+
+def test_a_result_recorded_after_its_run_was_written_as_finished_still_lands(tmp_path: Path):
+    from orion_nb._events import cache_event
+
+    w = _writer(tmp_path)
+    try:
+        rid = new_id()
+        w.put(task_event(rid, None, "t", "m.t", "0", "t-0", (), time.time()))
+        w.put(state_event(rid, "task", "PENDING", "Pending", time.time(), None, None, 0))
+        w.put(state_event(rid, "task", "COMPLETED", "Completed", time.time(), None, None, 1))
+        w.flush()  # the finished row is written and forgotten by the writer
+        w.put(cache_event(rid, "k" * 32, time.time() + 60, "/results/x.pkl"))
+        w.flush()
+    finally:
+        w.close()
+    db = tmp_path / "direct.db"
+    con = sqlite3.connect(db)
+    row = con.execute("select cache_key, result_ref, state_name from task_runs").fetchone()
+    con.close()
+    assert row == ("k" * 32, "/results/x.pkl", "Completed")

@@ -25,6 +25,7 @@ naming the task and the type, and a run that is still Completed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
@@ -361,7 +362,8 @@ def _write_pickle(path: Path, payload: Any, task_name: str, result: Any) -> str 
         tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder itself may be what is broken
+            tmp.unlink(missing_ok=True)
         warnings.warn(
             f"Task {task_name!r}: could not write its result to {path.parent} ({exc}); the "
             "result is not persisted (the run is still Completed).",

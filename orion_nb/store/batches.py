@@ -35,6 +35,8 @@ __all__ = ["KEYS", "Batch", "Coalescer"]
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # a state for a run whose row was already written as finished updates only these columns
 ORPHAN_COLS = ("state_type", "state_name", "run_count", "end_time", "message")
+# a result recorded for a task run whose row was already written as finished
+RESULT_COLS = ("cache_key", "cache_expiration", "result_ref")
 STATE_COLS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rule")
 # the order in which a batch's parts are written
 KEYS = (
@@ -45,6 +47,7 @@ KEYS = (
     "logs",
     "update_flow",
     "update_task",
+    "update_task_result",
     "heartbeat_flow",
     "heartbeat_task",
 )
@@ -179,6 +182,7 @@ class Coalescer:
         states: list[Any] = []
         edges: list[dict[str, Any]] = []
         logs: list[dict[str, Any]] = []
+        late_results: dict[str, dict[str, Any]] = {}
         clean = clean_text
         for ev in events:
             kind = ev[0]
@@ -270,11 +274,14 @@ class Coalescer:
                 )
             elif kind == "cache":
                 row = task_rows.get(ev[1])
-                if row is not None:
-                    row["cache_key"] = clean(ev[2])
-                    row["cache_expiration"] = ev[3]
-                    row["result_ref"] = clean(ev[4])
+                if row is None:
+                    # the run's final state was written in an earlier batch: update its row
+                    row = late_results.setdefault(ev[1], {"_id": ev[1]})
+                else:
                     dirty_tasks[ev[1]] = row
+                row["cache_key"] = clean(ev[2])
+                row["cache_expiration"] = ev[3]
+                row["result_ref"] = clean(ev[4])
         parts: dict[str, list[Any]] = {
             "upsert_flow": list(dirty_flows.values()),
             "upsert_task": list(dirty_tasks.values()),
@@ -283,6 +290,7 @@ class Coalescer:
             "logs": logs,
             "update_flow": list(orphans["flow"].values()),
             "update_task": list(orphans["task"].values()),
+            "update_task_result": list(late_results.values()),
         }
         if extra:
             parts.update(extra)

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from orion_nb.store import database
-from orion_nb.store.batches import ORPHAN_COLS, STATE_COLS, Batch
+from orion_nb.store.batches import ORPHAN_COLS, RESULT_COLS, STATE_COLS, Batch
 from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput, WriteBatch
 
 __all__ = ["PostgresTarget", "RowError", "SQLiteTarget", "classify"]
@@ -184,6 +184,12 @@ def _statements(dialect_name: str) -> dict[str, Any]:
             .where(table.c.id == bindparam("_id"))
             .values(heartbeat_at=bindparam("_hb"))
         )
+    tasks: Any = TaskRun.__table__
+    stmts["update_task_result"] = (
+        update(tasks)
+        .where(tasks.c.id == bindparam("_id"))
+        .values({c: bindparam(c) for c in RESULT_COLS})
+    )
     stmts["states"] = StateRow.__table__.insert()  # type: ignore[attr-defined]
     stmts["edges"] = TaskRunInput.__table__.insert()  # type: ignore[attr-defined]
     stmts["logs"] = Log.__table__.insert()  # type: ignore[attr-defined]
@@ -204,6 +210,7 @@ class SQLiteTarget:
             "upsert_task",
             "update_flow",
             "update_task",
+            "update_task_result",
             "heartbeat_flow",
             "heartbeat_task",
         ):
