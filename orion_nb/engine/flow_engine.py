@@ -426,18 +426,25 @@ class FlowRunEngine:
         self._mirror(state)
         return state
 
+    def _hooks(self, kind: StateType) -> None:
+        """Call the flow's hooks for ``kind`` with the run's current state."""
+        hooks = self.flow.hooks.get(kind, ())
+        if hooks:
+            call_hooks(hooks, "flow", self.flow, self.run, self.run.state, **self.log)
+
+    async def _ahooks(self, kind: StateType) -> None:
+        hooks = self.flow.hooks.get(kind, ())
+        if hooks:
+            await acall_hooks(hooks, "flow", self.flow, self.run, self.run.state, **self.log)
+
     def finish(self) -> State:
         state = self._final()
-        call_hooks(
-            self.flow.hooks.get(state.type, ()), "flow", self.flow, self.run, state, **self.log
-        )
+        self._hooks(state.type)
         return state
 
     async def afinish(self) -> State:
         state = self._final()
-        await acall_hooks(
-            self.flow.hooks.get(state.type, ()), "flow", self.flow, self.run, state, **self.log
-        )
+        await self._ahooks(state.type)
         return state
 
     def _outcome(self, return_state: bool) -> Any:
@@ -468,15 +475,7 @@ class FlowRunEngine:
             try:
                 while True:
                     self.begin()
-                    if self.flow.hooks[StateType.RUNNING]:
-                        call_hooks(
-                            self.flow.hooks[StateType.RUNNING],
-                            "flow",
-                            self.flow,
-                            self.run,
-                            self.run.state,
-                            **self.log,
-                        )
+                    self._hooks(StateType.RUNNING)
                     with Attempt(self, self.flow.timeout_seconds) as attempt:
                         attempt.returned(fn(*self.args, **self.kwargs))
                     if attempt.retry_in is None:
@@ -499,15 +498,7 @@ class FlowRunEngine:
             try:
                 while True:
                     self.begin()
-                    if self.flow.hooks[StateType.RUNNING]:
-                        await acall_hooks(
-                            self.flow.hooks[StateType.RUNNING],
-                            "flow",
-                            self.flow,
-                            self.run,
-                            self.run.state,
-                            **self.log,
-                        )
+                    await self._ahooks(StateType.RUNNING)
                     async with AsyncAttempt(self, self.flow.timeout_seconds) as attempt:
                         attempt.returned(await fn(*self.args, **self.kwargs))
                     if attempt.retry_in is None:

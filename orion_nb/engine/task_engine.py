@@ -87,14 +87,14 @@ _get_ident = threading.get_ident
 # -- entry points (called by Task) ------------------------------------------------------------
 
 
-def run_task(
-    task: Task[Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    wait_for: Any,
-    return_state: bool,
-) -> Any:
-    """A direct call of a sync task: drive its run here, return its result (or state)."""
+def start_call(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> tuple[FlowRunContext | None, State | None]:
+    """Where a call runs (its flow run), and whether it fits the task's signature.
+
+    A call that does not fit is recorded as a Failed run (hooks called); its state is returned
+    when the caller asked for states, otherwise the :class:`ParameterError` is raised.
+    """
     __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
     flow_ctx = _flow_ctx.get()
     if flow_ctx is None:
@@ -105,8 +105,23 @@ def run_task(
     except ParameterError as err:
         state = record_bad_call(task, flow_ctx, args, kwargs, err)
         if return_state:
-            return state
+            return flow_ctx, state
         raise
+    return flow_ctx, None
+
+
+def run_task(
+    task: Task[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: Any,
+    return_state: bool,
+) -> Any:
+    """A direct call of a sync task: drive its run here, return its result (or state)."""
+    __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
+    flow_ctx, rejected = start_call(task, args, kwargs, return_state)
+    if rejected is not None:
+        return rejected
     run = create_task_run(task, flow_ctx, args, kwargs, wait_for)
     state = drive_sync(task, run, args, kwargs)
     if flow_ctx is None:
@@ -123,16 +138,9 @@ async def arun_task(
 ) -> Any:
     """A direct call of an async task, as the coroutine the caller awaits."""
     __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-    flow_ctx = _flow_ctx.get()
-    if flow_ctx is None:
-        recorder.get_writer()
-    try:
-        task.signature.check(args, kwargs)
-    except ParameterError as err:
-        state = record_bad_call(task, flow_ctx, args, kwargs, err)
-        if return_state:
-            return state
-        raise
+    flow_ctx, rejected = start_call(task, args, kwargs, return_state)
+    if rejected is not None:
+        return rejected
     run = create_task_run(task, flow_ctx, args, kwargs, wait_for)
     state = await drive_async(task, run, args, kwargs)
     if flow_ctx is None:

@@ -227,16 +227,9 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         return_state = bool(kwargs.pop("return_state", False))
         args = self._args(args)  # type: ignore[assignment]
-        flow_ctx = _flow_ctx.get()
-        if flow_ctx is None:
-            recorder.get_writer()
-        try:
-            self.signature.check(args, kwargs)
-        except ParameterError as err:
-            state = task_engine.record_bad_call(self, flow_ctx, args, kwargs, err)
-            if return_state:
-                return state  # type: ignore[return-value]
-            raise
+        flow_ctx, rejected = task_engine.start_call(self, args, kwargs, return_state)
+        if rejected is not None:
+            return rejected  # type: ignore[return-value]
         run = task_engine.create_task_run(self, flow_ctx, args, kwargs, wait_for)
         future: TaskFuture[R] = task_engine.submit_task_run(self, run, flow_ctx, args, kwargs)
         if return_state:

@@ -50,23 +50,9 @@ import anywidget
 import traitlets
 
 from orion_nb.notebook._bundle import bundle
+from orion_nb.notebook.model import TASK_COLUMNS
 
 __all__ = ["TASK_COLUMNS", "RunGraph", "RunView", "extensions_dir"]
-
-TASK_COLUMNS = [
-    "id",
-    "task_name",
-    "name",
-    "state_type",
-    "state_name",
-    "start",
-    "end",
-    "attempts",
-    "parent",
-    "depth",
-    "error",
-    "kind",
-]
 
 
 def extensions_dir() -> Path:
