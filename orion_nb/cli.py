@@ -1,8 +1,12 @@
 """The ``orion-nb`` command: look at the run history from a terminal.
 
-orion-nb runs [--limit N] [--flow NAME] [--state S]
+orion-nb runs [ls] [--limit N] [--flow NAME] [--state S] [--deployment NAME]
 orion-nb view RUN            task runs and transitions of one flow run
 orion-nb config              where the history lives (password masked)
+orion-nb export NOTEBOOK     the notebook as a script        (orion_nb.export.cli, issue 8)
+orion-nb run PATH            run a script or notebook once
+orion-nb serve PATH...       run deployments on schedule
+orion-nb deployments ...     ls | pause | resume | run | rm
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orion_nb.errors import OrionNBError
+from orion_nb.export import cli as export_cli
 
 app = typer.Typer(
     help="orion_nb: workflow orchestration inside the Jupyter kernel.",
@@ -21,16 +26,14 @@ app = typer.Typer(
 console = Console()
 
 
-@app.command()
-def runs(
-    limit: int = typer.Option(20, min=1, help="How many runs to show."),
-    flow: str | None = typer.Option(None, help="Only runs of this flow."),
-    state: str | None = typer.Option(None, help="Only runs in this state (name or type)."),
-) -> None:
-    """Recent flow runs, newest first."""
-    from orion_nb.notebook.tables import runs_table
-
-    console.print(runs_table(limit, flow, state))
+# issue 8: notebooks to scheduled jobs (orion_nb/export/cli.py)
+app.add_typer(export_cli.runs_app, name="runs")
+app.command()(export_cli.export)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    export_cli.run
+)
+app.command()(export_cli.serve)
+app.add_typer(export_cli.deployments_app, name="deployments")
 
 
 @app.command()

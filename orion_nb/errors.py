@@ -7,13 +7,16 @@ Exception tree::
 
     OrionNBError
     ├── ConfigurationError          bad settings, an unusable database URL
+    │   └── ScheduleError (ValueError)  an invalid cron expression, interval or time zone
     ├── DefinitionError (TypeError)  invalid @flow/@task options, decorating a non-callable
     ├── ParameterError (TypeError)   unknown / missing parameters, .map() length mismatch
     ├── UpstreamFailedError          a task could not run because an upstream run failed
     ├── RunTimeoutError (TimeoutError)  a run exceeded ``timeout_seconds``
     ├── CancelledRun                 the run was cancelled (interrupt, ``cancel()``)
     ├── CrashedRun                   the infrastructure failed while the run was in progress
-    └── MissingResult                a state has no result to return
+    ├── MissingResult                a state has no result to return
+    ├── ExportError                  a notebook cell has no script equivalent (names the cell)
+    └── DeploymentError              no such deployment, or one that cannot be served
 
     OrionNBWarning (UserWarning)    orion_nb's own warnings (errors in its test-suite)
 """
@@ -25,11 +28,14 @@ __all__ = [
     "ConfigurationError",
     "CrashedRun",
     "DefinitionError",
+    "DeploymentError",
+    "ExportError",
     "MissingResult",
     "OrionNBError",
     "OrionNBWarning",
     "ParameterError",
     "RunTimeoutError",
+    "ScheduleError",
     "UpstreamFailedError",
 ]
 
@@ -68,6 +74,18 @@ class CrashedRun(OrionNBError):
 
 class MissingResult(OrionNBError):
     """The state holds no result (it was not kept in memory and not persisted)."""
+
+
+class ScheduleError(ConfigurationError, ValueError):
+    """A schedule cannot be used: an invalid cron expression, interval, anchor or time zone."""
+
+
+class ExportError(OrionNBError):
+    """A notebook cannot be turned into a script; the message names the cell and the fix."""
+
+
+class DeploymentError(OrionNBError):
+    """A deployment does not exist, or its notebook or script cannot be served."""
 
 
 class OrionNBWarning(UserWarning):

@@ -48,12 +48,23 @@ from orion_nb.orchestration.states import (
     StateType,
 )
 
-__all__ = ["Flow", "FlowRun", "flow"]
+__all__ = ["Flow", "FlowRun", "flow", "scheduled_run"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _HOST = socket.gethostname()
+
+#: Issue 8 (scheduled runs): a flow run created ahead of time that the next *top-level* flow
+#: run in this context takes over. ``orion-nb serve`` inserts each slot of a deployment as a
+#: Scheduled flow run (with its deployment id and expected start time); ``orion-nb run`` sets
+#: this to a one-item list holding that run's id before it runs the script or notebook. The
+#: first top-level run pops the id and records under it, so its states, tasks and subflows
+#: land on the scheduled row (the store keeps the row's deployment id and slot). Subflows
+#: never read it, and the pop makes the adoption happen once even across threads.
+scheduled_run: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "orion_nb_scheduled_run", default=None
+)
 
 
 class FlowRun(Run):
@@ -234,6 +245,11 @@ class Flow(Generic[P, R]):
         recorder.get_writer()
         parent = _flow_ctx.get()
         rid = new_id()
+        if parent is None and (slot := scheduled_run.get()):  # issue 8: adopt a scheduled run
+            try:
+                rid = slot.pop()
+            except IndexError:  # taken by another thread a moment ago
+                pass
         name = format_name(self.flow_run_name, params, random_run_name())
         view = parent.view if parent is not None else None
         run = FlowRun(rid, name, self, params, view)

@@ -69,6 +69,10 @@ _UPDATABLE = (
     "message",
 )
 _TASK_UPDATABLE = (*_UPDATABLE, "cache_key", "cache_expiration", "result_ref")
+# issue 8: a flow run may take over a row created ahead of time (a deployment's scheduled
+# slot, see store/deployments.py): the engine's own record of who runs it and with what wins,
+# while the row keeps its deployment id and slot (not in this list)
+_FLOW_UPDATABLE = (*_UPDATABLE, "flow_name", "name", "parameters", "source", "host", "pid")
 # a state for a run whose row was already written as finished updates only these columns
 _ORPHAN_COLS = ("state_type", "state_name", "run_count", "end_time", "message")
 
@@ -302,7 +306,7 @@ class Writer:
         table: Any
         cols: tuple[str, ...]
         for key, table, cols in (
-            ("flow", FlowRun.__table__, _UPDATABLE),
+            ("flow", FlowRun.__table__, _FLOW_UPDATABLE),
             ("task", TaskRun.__table__, _TASK_UPDATABLE),
         ):
             stmt = insert(table)

@@ -1,0 +1,714 @@
+"""A notebook as a plain Python script: one parent flow that runs the cells in order.
+
+Layout of an exported script (top to bottom):
+
+1. a docstring saying where it came from (path and sha256 of the notebook), its flow, its
+   parameters, its schedule and how to run it;
+2. ``from __future__`` imports from any cell, then the notebook's leading imports (the run of
+   import statements the notebook starts with, lifted out of the cells so the script reads
+   like a script; later imports stay where they are), then the script's own imports;
+3. ``main``: the parent ``@flow``, whose parameters are the ``parameters`` cell's
+   assignments; it makes them module-level names and calls ``run_cells``;
+4. ``run_cells``: every code cell in order, markdown cells as comments. The cells share
+   module-level names exactly as they share the kernel's namespace: ``run_cells`` declares
+   ``global`` every name a cell binds at its top level. A ``%%flow NAME`` cell becomes a
+   ``@flow`` function defined and called in place (a subflow), declaring ``global`` the names
+   it binds, so they stay visible to later cells as they do in the kernel;
+5. ``if __name__ == "__main__":`` ``command_line(main)``: ``--param``, ``--serve``. The guard
+   matters: Dask and process-pool workers re-import the script.
+
+If any cell uses top-level ``await``, ``main`` and ``run_cells`` are ``async`` and the whole
+script runs on one event loop (``asyncio.run`` in :func:`~orion_nb.export.runtime.command_line`).
+
+The text is formatted with ruff (a dependency of orion_nb: the promise "same notebook in,
+same bytes out" holds only with one formatter version, and a script that is formatted on one
+machine and not on another would break it). Lint rules the notebook's own code breaks as
+written are listed in a ``# ruff: noqa:`` line, so the script passes ``ruff check`` and the
+reader sees what to fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import keyword
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orion_nb.errors import ExportError, OrionNBWarning
+from orion_nb.export.cells import CellFlowOptions, default_flow_name, parse_flow_line
+from orion_nb.export.notebook import (
+    INJECTED_TAG,
+    PARAMETERS_TAG,
+    SKIP_TAG,
+    Cell,
+    NotebookSource,
+    Parameter,
+    literal_assignments,
+    read_notebook,
+)
+from orion_nb.export.params import apply_params
+from orion_nb.export.schedules import Schedule
+from orion_nb.export.translate import Translated, indent_code, transform, translate_cell
+
+__all__ = ["ScriptExport", "export_notebook", "format_python"]
+
+_LINE = 88
+# what a name used by the script may already be bound to in the notebook without clashing
+_SAME = {
+    "flow": {"orion_nb.flow", "orion_nb.engine.flows.flow"},
+    "tags": {"orion_nb.tags", "orion_nb.engine.tags.tags"},
+    "display": {
+        "IPython.display.display",
+        "IPython.core.display.display",
+        "IPython.core.display_functions.display",
+    },
+}
+
+
+@dataclass
+class ScriptExport:
+    """The result of :func:`export_notebook`."""
+
+    text: str
+    notebook: NotebookSource
+    flow_name: str
+    parameters: dict[str, Any]
+    schedule: Schedule | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Names:
+    """Every identifier the notebook uses, and what it binds at module level."""
+
+    used: set[str] = field(default_factory=set)
+    bindings: dict[str, set[str]] = field(default_factory=dict)  # name -> {"mod.attr" | "?"}
+
+    def pick(self, want: str, taken: set[str]) -> str:
+        """``want`` if the notebook leaves it free (or binds it to the same thing), else ``_want``."""
+        bound = self.bindings.get(want)
+        if want not in taken and (bound is None or bound <= _SAME.get(want, set())):
+            # never bound at module level (local uses cannot shadow a module-level name), or
+            # bound to the very same object
+            taken.add(want)
+            return want
+        candidate, n = f"_{want}", 2
+        while candidate in self.used or candidate in taken:
+            candidate, n = f"_{want}_{n}", n + 1
+        taken.add(candidate)
+        return candidate
+
+    def fresh(self, want: str, taken: set[str]) -> str:
+        """A new name for the script's own functions, used nowhere in the notebook."""
+        base = re.sub(r"\W", "_", want) or "flow"
+        if base[0].isdigit() or keyword.iskeyword(base):
+            base = f"flow_{base}"
+        candidate, n = base, 2
+        while candidate in self.used or candidate in taken or hasattr(builtins, candidate):
+            candidate, n = f"{base}_{n}", n + 1
+        taken.add(candidate)
+        return candidate
+
+
+def _scan(sources: Iterable[str]) -> _Names:
+    names = _Names()
+    for source in sources:
+        try:
+            tree = ast.parse(transform(source))
+        except Exception:  # the translation reports it, with the cell's position
+            continue
+        bodies = [tree]
+        only = tree.body[0] if len(tree.body) == 1 else None
+        if isinstance(only, ast.Expr) and isinstance(only.value, ast.Call):
+            args = only.value.args
+            if len(args) == 3 and all(isinstance(a, ast.Constant) for a in args):
+                try:
+                    bodies.append(ast.parse(transform(str(args[2].value))))  # type: ignore[attr-defined]
+                except Exception:
+                    pass
+        for body in bodies:
+            _scan_tree(body, names)
+    return names
+
+
+def _scan_tree(tree: ast.Module, names: _Names) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.used.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.used.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.used.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.used.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names.used.update(node.names)
+    for node in _module_scope(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for a in node.names:
+                bound = (a.asname or a.name).split(".")[0]
+                source = f"{node.module}.{a.name}" if isinstance(node, ast.ImportFrom) else a.name
+                names.bindings.setdefault(bound, set()).add(source)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.bindings.setdefault(node.id, set()).add("?")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.bindings.setdefault(node.name, set()).add("?")
+
+
+def _module_scope(tree: ast.AST) -> Iterable[ast.AST]:
+    """Nodes evaluated in the module's scope (not inside def, class or lambda bodies)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if node is not tree and isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+        ):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+@dataclass
+class _Chunk:
+    kind: str  # "comment" | "code"
+    text: str
+    bound: set[str] = field(default_factory=set)
+    imports_only: bool = False
+
+
+def _comment(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip("\n").splitlines()]
+    return "\n".join(f"# {line}" if line else "#" for line in lines) + "\n"
+
+
+def _leading_imports(code: str) -> tuple[str, str]:
+    """Split ``code`` into its leading import statements (with their comments) and the rest."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # pragma: no cover - translated code always parses
+        return "", code
+    end = 0
+    for stmt in tree.body:
+        if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            break
+        end = stmt.end_lineno or stmt.lineno
+    lines = code.splitlines(keepends=True)
+    return "".join(lines[:end]), "".join(lines[end:])
+
+
+class _Builder:
+    def __init__(
+        self,
+        nb: NotebookSource,
+        flow_name: str,
+        overrides: Sequence[str],
+        schedule: Schedule | None,
+        deployment: str | None,
+    ) -> None:
+        self.nb = nb
+        self.flow_name = flow_name
+        self.schedule = schedule
+        self.deployment = deployment
+        self.notes: list[str] = []
+        codes = [c.source for c in nb.code_cells()]
+        self.names = _scan(codes)
+        taken: set[str] = set()
+        self.helper = {
+            key: self.names.pick(key, taken)
+            for key in ("flow", "tags", "display", "shell", "shell_output", "command_line")
+        }
+        self.main_name = self.names.fresh("main", taken)
+        self.cells_name = self.names.fresh("run_cells", taken)
+        self.taken = taken
+        self.allowed = {n for n, b in self.names.bindings.items() if b}
+        params, _injected = nb.parameters()
+        values = apply_params({k: p.value for k, p in params.items()}, overrides)
+        self.params: dict[str, Parameter] = {}
+        for name, value in values.items():
+            p = params[name]
+            changed = type(value) is not type(p.value) or value != p.value
+            self.params[name] = Parameter(
+                name, value, repr(value) if changed else p.text, p.annotation
+            )
+        self.helpers_used: set[str] = set()
+        self.futures: list[str] = []
+        self.stars: list[str] = []
+        self.is_async = False
+        self.flow_count = 0
+
+    # -- cells ----------------------------------------------------------------------------------
+    def chunks(self) -> list[_Chunk]:
+        out: list[_Chunk] = []
+        for cell in self.nb.cells:
+            if cell.kind == "markdown":
+                if cell.source.strip():
+                    out.append(_Chunk("comment", _comment(cell.source)))
+                continue
+            if cell.kind != "code" or not cell.source.strip():
+                continue
+            if SKIP_TAG in cell.tags:
+                out.append(
+                    _Chunk(
+                        "comment", f"# {cell.ref}: tagged {SKIP_TAG!r}, left out of the script\n"
+                    )
+                )
+                continue
+            if INJECTED_TAG in cell.tags:
+                out.append(
+                    _Chunk(
+                        "comment",
+                        f"# {cell.ref}: values injected by a papermill run; they are the "
+                        "defaults of main() now\n",
+                    )
+                )
+                continue
+            source = cell.source
+            if PARAMETERS_TAG in cell.tags:
+                source = literal_assignments(cell)[1]
+            out.append(self._cell(cell, source))
+        return out
+
+    def _cell(self, cell: Cell, source: str) -> _Chunk:
+        t = translate_cell(source, cell.ref, names=self.helper, allowed=self.allowed)
+        self.futures += t.future_imports
+        self.stars += t.star_imports
+        self.helpers_used |= t.helpers
+        self.is_async |= t.is_async
+        first = source.strip().splitlines()[0] if source.strip() else ""
+        header = f"# %% cell {cell.ref.number}"
+        if t.flow is not None:
+            header += f": {first.strip()}"
+            text, assigned = self._flow(cell, t)
+            # the call site assigns the --param values: module-level names, as in the kernel
+            return _Chunk("code", header + "\n" + text, bound=assigned)
+        code = t.code.strip("\n") + "\n"
+        imports, rest = _leading_imports(code)
+        return _Chunk(
+            "code",
+            header + "\n" + code,
+            bound=t.bound,
+            imports_only=bool(imports) and not rest.strip(),
+        )
+
+    def _flow(self, cell: Cell, t: Translated) -> tuple[str, set[str]]:
+        assert t.flow is not None
+        key = (cell.ref.cell_id or "")[:8] or str(cell.ref.number)
+        try:
+            options = parse_flow_line(t.flow.line, default_flow_name(self.nb.name, key))
+        except ValueError as exc:
+            raise ExportError(
+                f"Cannot export {cell.ref}, line 1: {exc}\n    %%flow {t.flow.line.strip()}\n"
+                "To go on, fix the %%flow options (see %%flow? in Jupyter), or tag the cell "
+                f"{SKIP_TAG!r}."
+            ) from None
+        body = t.flow.body
+        clash = sorted(set(options.parameters) & body.bound)
+        if clash:
+            raise ExportError(
+                f"Cannot export {cell.ref}: the %%flow cell assigns to its --param "
+                f"{clash[0]!r}; in a script a flow's parameters are its own, so that value "
+                f"would not reach later cells.\nTo go on, assign the result to another name, "
+                f"or tag the cell {SKIP_TAG!r}."
+            )
+        self.flow_count += 1
+        fn = self.names.fresh(options.name, self.taken)
+        return self._flow_text(fn, options, body), set(options.parameters)
+
+    def _flow_text(self, fn: str, options: CellFlowOptions, body: Translated) -> str:
+        args = [f"name={options.name!r}"]
+        if options.retries:
+            args.append(f"retries={options.retries!r}")
+        if options.retry_delay_seconds:
+            args.append(f"retry_delay_seconds={options.retry_delay_seconds!r}")
+        if options.timeout_seconds is not None:
+            args.append(f"timeout_seconds={options.timeout_seconds!r}")
+        if options.task_runner != "threads":
+            args.append(f"task_runner={options.task_runner!r}")
+        params = ", ".join(f"{k}={v!r}" for k, v in options.parameters.items())
+        lines = [f"@{self.helper['flow']}({', '.join(args)})"]
+        lines.append(f"{'async ' if body.is_async else ''}def {fn}({params}):")
+        inner = ""
+        declared = sorted(body.bound - set(options.parameters))
+        if declared:
+            inner += _globals(declared, 4)
+        code = body.code.strip("\n") + "\n"
+        if not code.strip() or not _has_statement(code):
+            code += "pass\n"
+        if options.tags:
+            self.helpers_used.add("tags")
+            inner += f"with {self.helper['tags']}({', '.join(map(repr, options.tags))}):\n"
+            inner += indent_code(code, "    ")
+        else:
+            inner += code
+        lines.append(indent_code(inner, "    ").rstrip("\n"))
+        out = "\n".join(lines) + "\n\n"
+        for k, v in options.parameters.items():
+            out += f"{k} = {v!r}\n"
+        call = f"{fn}({', '.join(f'{k}={k}' for k in options.parameters)})"
+        if body.is_async:
+            call = f"await {call}"
+        if _returns_value(body.code):
+            self.helpers_used.add("display")
+            call = f"{self.helper['display']}({call})"
+        return out + call + "\n"
+
+    # -- the whole script -----------------------------------------------------------------------
+    def build(self, script_path: Path | None) -> str:
+        chunks = self.chunks()
+        hoisted: list[str] = []
+        for i, chunk in enumerate(chunks):
+            if chunk.kind == "comment":
+                continue
+            head, code = chunk.text.split("\n", 1)
+            if chunk.imports_only:
+                hoisted.append(code)
+                chunks[i] = _Chunk("comment", "")
+                continue
+            if not _has_statement(code):  # only comments (e.g. a parameters cell's remains)
+                continue
+            imports, rest = _leading_imports(code)
+            if imports:
+                hoisted.append(imports)
+                chunks[i] = _Chunk("code", head + "\n" + rest, bound=chunk.bound)
+            break
+        declared = sorted({n for c in chunks for n in c.bound})
+        body = ""
+        if declared:
+            body += _globals(declared, 4) + "\n"
+        for chunk in chunks:
+            if chunk.text.strip():
+                body += chunk.text.rstrip("\n") + "\n\n"
+        if not _has_statement(body):
+            body += "pass\n"
+        return self._assemble(hoisted, body, script_path)
+
+    def _assemble(self, hoisted: list[str], body: str, script_path: Path | None) -> str:
+        h = self.helper
+        a = "async " if self.is_async else ""
+        aw = "await " if self.is_async else ""
+        out = [self._docstring(script_path), ""]
+        for line in dict.fromkeys(self.futures):
+            out.append(line)
+        if self.futures:
+            out.append("")
+        if hoisted:
+            out.append("".join(hoisted).rstrip("\n"))
+            out.append("")
+        out += self._own_imports()
+        out.append("")
+        out.append("")
+        sig = ", ".join(self._param_text(p) for p in self.params.values())
+        out.append(f"@{h['flow']}(name={self.flow_name!r})")
+        out.append(f"{a}def {self.main_name}({sig}) -> None:")
+        out.append(
+            f'    """Run {_doc(self.nb.name)}: set its parameters, then run its code cells in '
+            'order."""'
+        )
+        if self.params:
+            assigns = ", ".join(f"{n}={n}" for n in self.params)
+            out.append("    # the notebook's parameters are module-level names, as in the kernel")
+            out.append(f"    globals().update({assigns})")
+        out.append(f"    {aw}{self.cells_name}()")
+        out.append("")
+        out.append("")
+        out.append(f"{a}def {self.cells_name}() -> None:")
+        out.append(
+            '    """The code cells in order; names they bind at top level are module-level '
+            'names."""'
+        )
+        out.append(indent_code(body, "    ").rstrip("\n"))
+        out.append("")
+        out.append("")
+        out.append('if __name__ == "__main__":')
+        kwargs = []
+        if self.deployment:
+            kwargs.append(f"name={self.deployment!r}")
+        if self.schedule is not None:
+            if self.schedule.cron is not None:
+                kwargs.append(f"cron={self.schedule.cron!r}")
+            else:
+                kwargs.append(f"interval={self.schedule.interval!r}")
+                if self.schedule.anchor is not None:
+                    kwargs.append(f"anchor={self.schedule.anchor.isoformat()!r}")
+            if self.schedule.timezone != "UTC":
+                kwargs.append(f"timezone={self.schedule.timezone!r}")
+        out.append(f"    {h['command_line']}({', '.join([self.main_name, *kwargs])})")
+        return "\n".join(out) + "\n"
+
+    def _param_text(self, p: Parameter) -> str:
+        annotation = p.annotation or _annotation(p.value)
+        return f"{p.name}: {annotation} = {p.text}" if annotation else f"{p.name}={p.text}"
+
+    def _own_imports(self) -> list[str]:
+        h = self.helper
+        lines = []
+        orion = ["flow"] + (["tags"] if "tags" in self.helpers_used else [])
+        lines.append("from orion_nb import " + ", ".join(_alias(k, h[k]) for k in orion))
+        used = sorted(k for k in ("display", "shell", "shell_output") if k in self.helpers_used)
+        runtime = ["command_line", *used]
+        lines.append(
+            "from orion_nb.export.runtime import " + ", ".join(_alias(k, h[k]) for k in runtime)
+        )
+        for star in dict.fromkeys(self.stars):
+            lines.append(star)
+        return lines
+
+    def _docstring(self, script_path: Path | None) -> str:
+        nb = self.nb
+        shown = _shown_path(nb.path, script_path)
+        title = _title(nb)
+        lines = [
+            f"{title}: {nb.name} as a script, exported by orion-nb."
+            if title
+            else f"{nb.name} as a script, exported by orion-nb."
+        ]
+        lines.append("")
+        lines.append(f"Notebook: {shown} (sha256 {nb.sha256[:16]})")
+        flows = (
+            f"; its {self.flow_count} %%flow cell{'s' if self.flow_count != 1 else ''} "
+            "run as subflows"
+            if self.flow_count
+            else ""
+        )
+        lines.append(f"Flow: {self.flow_name!r} runs the code cells in order{flows}.")
+        if self.params:
+            listed = ", ".join(f"{p.name}={p.text}" for p in self.params.values())
+            lines.append(f"Parameters: {listed}")
+        me = script_path.name if script_path is not None else "SCRIPT.py"
+        lines.append(f"Schedule: {self.schedule.describe()}" if self.schedule else "Schedule: none")
+        lines.append("")
+        lines.append(f"    python {me} [--param NAME=VALUE ...]   run once")
+        if self.schedule is not None:
+            lines.append(f"    python {me} --serve [--catch-up]       run on this schedule")
+        lines.append("")
+        lines.append("Unlike in the notebook, a shell command (!cmd) that fails stops the run, and")
+        lines.append("display() prints a plain-text representation.")
+        text = "\n".join(lines).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        return f'"""{text}\n"""'
+
+
+def _alias(canonical: str, name: str) -> str:
+    return canonical if canonical == name else f"{canonical} as {name}"
+
+
+def _annotation(value: Any) -> str | None:
+    kind = type(value)
+    if kind in (bool, int, float, str, list, dict, tuple, set, bytes):
+        return kind.__name__
+    return None
+
+
+def _doc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _title(nb: NotebookSource) -> str | None:
+    for cell in nb.cells:
+        if cell.kind == "markdown":
+            for line in cell.source.splitlines():
+                m = re.match(r"#\s+(.+)", line.strip())
+                if m:
+                    return m.group(1).strip().rstrip(".")
+            return None
+        if cell.kind == "code" and cell.source.strip():
+            return None
+    return None
+
+
+def _shown_path(notebook: Path, script: Path | None) -> str:
+    target = notebook.resolve()
+    if script is not None:
+        try:
+            return Path(os.path.relpath(target, script.resolve().parent)).as_posix()
+        except ValueError:  # another drive on Windows
+            return target.as_posix()
+    try:
+        return Path(os.path.relpath(target)).as_posix()
+    except ValueError:
+        return target.as_posix()
+
+
+def _globals(names: list[str], width_indent: int) -> str:
+    """``global a, b, ...`` statements that fit the line length."""
+    out, line = [], ""
+    limit = _LINE - width_indent - len("global ")
+    for name in names:
+        if line and len(line) + 2 + len(name) > limit:
+            out.append(f"global {line}")
+            line = ""
+        line = f"{line}, {name}" if line else name
+    if line:
+        out.append(f"global {line}")
+    return "\n".join(out) + "\n"
+
+
+def _has_statement(code: str) -> bool:
+    try:
+        return bool(ast.parse(code).body)
+    except SyntaxError:
+        return True
+
+
+def _returns_value(code: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # pragma: no cover - validated by the translation
+        return False
+    return bool(tree.body) and isinstance(tree.body[-1], ast.Return)
+
+
+# -- ruff ------------------------------------------------------------------------------------
+
+
+def _ruff() -> str | None:
+    try:
+        from ruff.__main__ import find_ruff_bin
+
+        return str(find_ruff_bin())
+    except Exception:
+        here = Path(sys.executable).with_name("ruff")
+        return str(here) if here.exists() else None
+
+
+def format_python(text: str, filename: str = "script.py") -> tuple[str, list[dict[str, Any]]]:
+    """``text`` formatted by ruff, and ruff's findings on it (default rules, no user config).
+
+    Raises
+    ------
+    FileNotFoundError
+        When no ruff executable can be found.
+    """
+    exe = _ruff()
+    if exe is None:
+        raise FileNotFoundError("ruff")
+    # a fresh, empty working directory: ruff's import sorting tells first-party modules by
+    # looking around it, and the same notebook must give the same bytes wherever it is exported
+    with tempfile.TemporaryDirectory(prefix="orion-nb-ruff-") as cwd:
+
+        def ruff(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [exe, *args, "--isolated", "--stdin-filename", filename, "-"],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=cwd,
+            )
+
+        fmt = ruff("format", stdin=text)
+        if fmt.returncode != 0:
+            raise ExportError(
+                f"ruff could not format the exported script ({fmt.stderr.strip()[:500]}); "
+                "this is a bug in orion-nb's export: please report it with the notebook."
+            )
+        # sorted import blocks (the notebook's and the script's own, merged at the top)
+        fixed = ruff(
+            "check", "--select", "I001", "--fix", "--exit-zero", "--quiet", stdin=fmt.stdout
+        )
+        formatted = fixed.stdout if fixed.returncode == 0 and fixed.stdout else fmt.stdout
+        formatted = ruff("format", stdin=formatted).stdout or formatted
+        check = ruff("check", "--output-format", "json", stdin=formatted)
+    try:
+        findings = json.loads(check.stdout or "[]")
+    except ValueError:  # pragma: no cover - ruff always answers JSON here
+        findings = []
+    return formatted, findings
+
+
+def _with_noqa(text: str, codes: list[str]) -> str:
+    """Insert the file-level ``# ruff: noqa:`` line right after the docstring."""
+    tree = ast.parse(text)
+    first = tree.body[0]
+    end = first.end_lineno or 1
+    lines = text.splitlines(keepends=True)
+    note = (
+        "\n# The notebook's code breaks these lint rules as written; fix them and delete this "
+        f"line.\n# ruff: noqa: {', '.join(codes)}\n"
+    )
+    return "".join(lines[:end]) + note + "".join(lines[end:])
+
+
+def export_notebook(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    schedule: Schedule | None = None,
+    params: Sequence[str] = (),
+    script_path: str | Path | None = None,
+) -> ScriptExport:
+    """Export the notebook at ``path`` as a script (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The ``.ipynb`` file.
+    name
+        The parent flow's name (default: the notebook's file name, e.g. ``etl.ipynb``); also
+        the deployment name ``--serve`` registers.
+    schedule
+        Baked into the script for ``python SCRIPT.py --serve`` and into its docstring.
+    params
+        ``NAME=VALUE`` items that replace parameter defaults, type-checked against them.
+    script_path
+        Where the script will be written: the docstring names the notebook relative to it.
+
+    Raises
+    ------
+    ExportError
+        When a cell has no script equivalent (the message names the cell and the fix) or the
+        notebook cannot be read.
+    ParameterError
+        For a ``params`` item that does not fit the notebook's parameters.
+    """
+    nb = read_notebook(path)
+    out_path = Path(script_path) if script_path is not None else None
+    flow_name = name or nb.name
+    builder = _Builder(nb, flow_name, params, schedule, name)
+    text = builder.build(out_path)
+    notes: list[str] = []
+    filename = out_path.name if out_path is not None else f"{nb.path.stem}.py"
+    try:
+        formatted, findings = format_python(text, filename)
+    except FileNotFoundError:
+        message = (
+            "ruff was not found, so the exported script is not formatted (it is valid Python); "
+            "install ruff (pip install ruff) for a formatted, reproducible script."
+        )
+        warnings.warn(message, OrionNBWarning, stacklevel=2)
+        notes.append(message)
+        formatted, findings = text, []
+    codes = sorted({str(f.get("code")) for f in findings if f.get("code")})
+    undefined = sorted(
+        {
+            re.sub(r"^Undefined name `(.*)`.*$", r"\1", str(f.get("message", "")))
+            for f in findings
+            if f.get("code") == "F821"
+        }
+    )
+    if undefined:
+        notes.append(
+            "The script uses names no exported cell defines: "
+            + ", ".join(undefined)
+            + " (defined in a cell tagged 'skip-export', or by IPython?)."
+        )
+    if codes:
+        formatted = _with_noqa(formatted, codes)
+    try:
+        compile(formatted, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:  # pragma: no cover - a bug of the export
+        raise ExportError(
+            f"The exported script does not compile ({exc.msg}, line {exc.lineno}); this is a "
+            "bug in orion-nb's export: please report it with the notebook."
+        ) from None
+    values = {k: p.value for k, p in builder.params.items()}
+    return ScriptExport(formatted, nb, flow_name, values, schedule, notes)
