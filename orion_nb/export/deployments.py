@@ -106,6 +106,17 @@ def script_defaults(path: Path) -> dict[str, Any]:
                         out[kw.arg] = ast.literal_eval(kw.value)
                     except ValueError:
                         continue
+    constants: dict[str, Any] = {}  # module-level NAME = literal (an export's parameters)
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == main:
             for deco in node.decorator_list:
@@ -123,6 +134,9 @@ def script_defaults(path: Path) -> dict[str, Any]:
             ]
             params: dict[str, Any] = {}
             for arg, default in pairs:
+                if isinstance(default, ast.Name) and default.id in constants:
+                    params[arg.arg] = constants[default.id]
+                    continue
                 try:
                     params[arg.arg] = ast.literal_eval(default)
                 except ValueError:

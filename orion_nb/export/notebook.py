@@ -169,6 +169,6 @@ def literal_assignments(cell: Cell) -> tuple[dict[str, Parameter], str]:
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         found[target.id] = Parameter(target.id, value, edits.text(value_node), annotation)
-        note = f"# parameter {target.id}: set by the flow's caller"
+        note = f"# parameter {target.id}: its value comes from main()"
         edits.replace(*edits.span(stmt), note if edits.alone(stmt) else "pass")
     return found, edits.apply()

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from orion_nb.errors import ScheduleError
 
-__all__ = ["DEFAULT_ANCHOR", "Schedule", "parse_interval", "parse_timezone"]
+__all__ = ["DEFAULT_ANCHOR", "Schedule", "default_anchor", "parse_interval", "parse_timezone"]
 
 #: Intervals count from here (in the schedule's time zone) unless an anchor is given.
 DEFAULT_ANCHOR = datetime(2000, 1, 1)
@@ -112,6 +112,11 @@ def _check_cron(expr: str) -> str:
             "SUN-SAT), e.g. '*/15 9-17 * * MON-FRI'."
         ) from None
     return text
+
+
+def default_anchor(timezone: str | None = None) -> datetime:
+    """Where interval slots are counted from when no anchor is given (aware, UTC)."""
+    return _aware(DEFAULT_ANCHOR, parse_timezone(timezone))
 
 
 def _aware(value: datetime | str, tz: ZoneInfo) -> datetime:

@@ -57,7 +57,7 @@ from orion_nb.export.notebook import (
     read_notebook,
 )
 from orion_nb.export.params import apply_params
-from orion_nb.export.schedules import Schedule
+from orion_nb.export.schedules import Schedule, default_anchor
 from orion_nb.export.translate import Translated, indent_code, transform, translate_cell
 
 __all__ = ["ScriptExport", "export_notebook", "format_python"]
@@ -407,6 +407,11 @@ class _Builder:
         out += self._own_imports()
         out.append("")
         out.append("")
+        if self.params:
+            out.append("# The notebook's parameters: the defaults of each run of main().")
+            out += [f"{p.name} = {p.text}" for p in self.params.values()]
+            out.append("")
+            out.append("")
         sig = ", ".join(self._param_text(p) for p in self.params.values())
         out.append(f"@{h['flow']}(name={self.flow_name!r})")
         out.append(f"{a}def {self.main_name}({sig}) -> None:")
@@ -416,7 +421,7 @@ class _Builder:
         )
         if self.params:
             assigns = ", ".join(f"{n}={n}" for n in self.params)
-            out.append("    # the notebook's parameters are module-level names, as in the kernel")
+            out.append("    # each run's values are module-level names, as in the notebook")
             out.append(f"    globals().update({assigns})")
         out.append(f"    {aw}{self.cells_name}()")
         out.append("")
@@ -438,8 +443,9 @@ class _Builder:
                 kwargs.append(f"cron={self.schedule.cron!r}")
             else:
                 kwargs.append(f"interval={self.schedule.interval!r}")
-                if self.schedule.anchor is not None:
-                    kwargs.append(f"anchor={self.schedule.anchor.isoformat()!r}")
+                anchor = self.schedule.anchor
+                if anchor is not None and anchor != default_anchor(self.schedule.timezone):
+                    kwargs.append(f"anchor={anchor.isoformat()!r}")
             if self.schedule.timezone != "UTC":
                 kwargs.append(f"timezone={self.schedule.timezone!r}")
         out.append(f"    {h['command_line']}({', '.join([self.main_name, *kwargs])})")
@@ -447,7 +453,7 @@ class _Builder:
 
     def _param_text(self, p: Parameter) -> str:
         annotation = p.annotation or _annotation(p.value)
-        return f"{p.name}: {annotation} = {p.text}" if annotation else f"{p.name}={p.text}"
+        return f"{p.name}: {annotation} = {p.name}" if annotation else f"{p.name}={p.name}"
 
     def _own_imports(self) -> list[str]:
         h = self.helper
@@ -474,12 +480,11 @@ class _Builder:
         ]
         lines.append("")
         lines.append(f"Notebook: {shown} (sha256 {nb.sha256[:16]})")
-        flows = (
-            f"; its {self.flow_count} %%flow cell{'s' if self.flow_count != 1 else ''} "
-            "run as subflows"
-            if self.flow_count
-            else ""
-        )
+        flows = ""
+        if self.flow_count == 1:
+            flows = "; its %%flow cell runs as a subflow"
+        elif self.flow_count:
+            flows = f"; its {self.flow_count} %%flow cells run as subflows"
         lines.append(f"Flow: {self.flow_name!r} runs the code cells in order{flows}.")
         if self.params:
             listed = ", ".join(f"{p.name}={p.text}" for p in self.params.values())

@@ -240,11 +240,15 @@ class Server:
                 if todo.skip:
                     for rid in dep.call(sql.skip_runs, todo.skip, now):
                         self.say(f"{d['name']}: {todo.skip[rid]}")
+                ran = False
                 for run in todo.run:
                     if self.stopping.is_set():
                         break
                     if dep.call(sql.claim_run, run["id"], _HOST, os.getpid()):
                         self.execute(d, run)
+                        ran = True
+                if ran:  # time has passed: look at what is due now before sleeping
+                    continue
                 nxt = schedule.next_after(self.clock())
                 wait = min(self.poll, max(0.0, (nxt - self.clock()).total_seconds()) + 0.01)
             self.stopping.wait(wait)

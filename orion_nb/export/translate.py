@@ -538,6 +538,14 @@ class _Cell:
         last = tree.body[-1]
         if _ipython_call(last.value) is not None:
             return
+        call = last.value
+        if (
+            not self.as_flow
+            and isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id in ("print", "display")
+        ):
+            return  # shows nothing more in a notebook: keep the line as written
         value = edits.text(last.value)
         if isinstance(last.value, ast.Tuple) and not value.startswith("("):
             value = f"({value})"  # one value, as the notebook shows it: `a, b` is a tuple

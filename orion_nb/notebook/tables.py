@@ -55,7 +55,7 @@ def runs_table(
             str(r.id)[-8:],
         ]
         if deployed:
-            cells.insert(2, "" if r.deployment is None else str(r.deployment))
+            cells.insert(2, str(r.deployment) if isinstance(r.deployment, str) else "")
         table.add_row(*cells)
     return table
 
