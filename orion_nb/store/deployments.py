@@ -95,10 +95,14 @@ def _insert_ignoring(conn: Any, table: Any, keys: list[str]) -> Any:
 # -- deployments -------------------------------------------------------------------------------
 
 
+_SCHEDULE_COLS = ("cron", "interval_seconds", "timezone", "anchor")
+
+
 def upsert_deployment(conn: Any, values: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Create the deployment ``values["name"]`` or update it; returns the stored row.
 
-    An existing deployment keeps its id, its paused flag and its creation time.
+    An existing deployment keeps its id, its paused flag and its creation time. When its
+    schedule changes, the runs scheduled ahead for the old one are removed.
     """
     existing = conn.execute(select(_T_DEP).where(_T_DEP.c.name == values["name"])).first()
     if existing is None:
@@ -107,6 +111,9 @@ def upsert_deployment(conn: Any, values: dict[str, Any], now: datetime) -> dict[
         if result.rowcount == 0:  # another process registered it a moment ago
             return upsert_deployment(conn, values, now)
     else:
+        old = _row(existing)
+        if any(_same(old.get(c)) != _same(values.get(c)) for c in _SCHEDULE_COLS):
+            _delete_runs(conn, _unclaimed_ids(conn, str(existing.id)))
         conn.execute(update(_T_DEP).where(_T_DEP.c.id == existing.id).values(**values, updated=now))
     found = get_deployment(conn, values["name"])
     assert found is not None

@@ -85,7 +85,7 @@ def test_a_script_runs_the_cells_as_one_flow_with_flow_cells_as_subflows(tmp_pat
     script = export(nb)
     lint(script)
     text = script.read_text()
-    assert "print(\"left out\")" not in text and "kept despite remove-cell" in text
+    assert 'print("left out")' not in text and "kept despite remove-cell" in text
     home = tmp_path / "home"
     res = run([str(script), "--param", "n=4"], home)
     assert res.returncode == 0, res.stderr
@@ -238,7 +238,7 @@ def test_a_flow_cell_with_a_syntax_error_names_the_cell(tmp_path):
         export_notebook(nb)
     assert "Cannot export cell 3 of bad.ipynb, line 2" in str(info.value)
     nb = notebook(tmp_path / "bad2.ipynb", "%%flow --retries=-1\nx = 1")
-    with pytest.raises(ExportError, match="cell 1 of bad2.ipynb.*--retries must be 0 or more"):
+    with pytest.raises(ExportError, match=r"cell 1 of bad2\.ipynb.*--retries must be 0 or more"):
         export_notebook(nb)
 
 
