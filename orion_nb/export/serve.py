@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,7 +41,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from orion_nb.errors import DeploymentError, ScheduleError
+from orion_nb.errors import DeploymentError, OrionNBWarning, ScheduleError
 from orion_nb.export import deployments as dep
 from orion_nb.export.deployments import DeploymentSpec
 from orion_nb.export.schedules import Schedule
@@ -437,6 +438,13 @@ def specs_for_paths(
             chosen = {k: values[k] for k in (split_param(p)[0] for p in params)}
         else:  # an ordinary script: its own argument parser reads --param
             chosen = dict(split_param(p) for p in params)
+            if chosen:
+                warnings.warn(
+                    f"{path.name} does not call orion_nb.export.runtime.command_line(), so its "
+                    "parameters reach it only as --param NAME=VALUE arguments for it to read.",
+                    OrionNBWarning,
+                    stacklevel=2,
+                )
         specs.append(DeploymentSpec(dname, path, flow_name, schedule, chosen))
     return specs
 
