@@ -115,11 +115,19 @@ def _default(var: contextvars.ContextVar[Any]) -> Any:
 def begin(spec: dict[str, Any]) -> None:
     """Start the notebook's parent flow run; later cells run inside it.
 
-    ``spec`` holds ``name``, ``parameters`` (a dict of literals), ``source`` and ``run_id``.
+    ``spec`` holds ``name``, ``parameters`` (a dict of literals), ``source``, ``run_id`` and
+    ``load_extension`` (load orion_nb's magics for a notebook that uses ``%%flow`` without
+    ``%load_ext orion_nb``, which the exported script would not need either).
     """
     global _active
     if _active is not None:
         raise RuntimeError("a notebook run is already active in this kernel")
+    if spec.get("load_extension"):  # %%flow cells, and no %load_ext orion_nb before them
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.extension_manager.load_extension("orion_nb")
     run = _NotebookRun(spec)
     run.start()
     _active = run

@@ -168,6 +168,7 @@ def run_notebook(
         "parameters": values,
         "source": str(path.resolve()),
         "run_id": run_id,
+        "load_extension": _needs_extension(nb),
     }
     driver = _Driver(nb, path, spec, kernel, cell_timeout)
     asyncio.run(driver.run())
@@ -181,14 +182,28 @@ def run_notebook(
         dep.call(sql.close_run, run_id, "CRASHED", "Crashed", why, dep.now())
         info = dep.call(sql.run_info, run_id)
     state = info["state_name"] if info else "Crashed"
-    where = f"cell {driver.failed_cell + 1}" if driver.failed_cell is not None else ""
+    where = ""
+    if driver.failed_cell is not None and state != "Completed":
+        where = f" in cell {driver.failed_cell + 1} of the executed notebook"
     print(
-        f"{path.name}: {state}{' at ' + where if where and state != 'Completed' else ''}; "
-        f"executed notebook saved to {out}",
+        f"{path.name}: {state}{where}; executed notebook saved to {out}",
         file=sys.stderr if state != "Completed" else sys.stdout,
     )
     code = 0 if state == "Completed" else (130 if state == "Cancelled" else 1)
     return RunOutcome(code, run_id, out)
+
+
+def _needs_extension(nb: Any) -> bool:
+    """The notebook has ``%%flow`` cells but loads orion_nb's magics in none before them."""
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if re.search(r"^\s*%(re)?load_ext\s+orion_nb\b", source, re.M):
+            return False
+        if source.lstrip().startswith("%%flow"):
+            return True
+    return False
 
 
 class _Driver:

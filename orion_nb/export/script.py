@@ -379,7 +379,8 @@ class _Builder:
             imports, rest = _leading_imports(code)
             if imports:
                 hoisted.append(imports)
-                chunks[i] = _Chunk("code", head + "\n" + rest, bound=chunk.bound)
+                # names only those imports bound are module-level already: not `global` here
+                chunks[i] = _Chunk("code", head + "\n" + rest, bound=_bound(rest))
             break
         declared = sorted({n for c in chunks for n in c.bound})
         body = ""
@@ -557,6 +558,18 @@ def _globals(names: list[str], width_indent: int) -> str:
     return "\n".join(out) + "\n"
 
 
+def _bound(code: str) -> set[str]:
+    """Names ``code`` binds at its top level."""
+    import symtable
+
+    table = symtable.symtable(code, "<cell>", "exec")
+    return {
+        s.get_name()
+        for s in table.get_symbols()
+        if s.is_assigned() or s.is_imported() or s.is_declared_global()
+    }
+
+
 def _has_statement(code: str) -> bool:
     try:
         return bool(ast.parse(code).body)
@@ -585,8 +598,13 @@ def _ruff() -> str | None:
         return str(here) if here.exists() else None
 
 
-def format_python(text: str, filename: str = "script.py") -> tuple[str, list[dict[str, Any]]]:
+def format_python(
+    text: str, filename: str = "script.py", where: Path | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """``text`` formatted by ruff, and ruff's findings on it (default rules, no user config).
+
+    ``where`` is the directory the script goes to: ruff's import sorting tells first-party
+    modules (those next to the script) from third-party ones by looking there.
 
     Raises
     ------
@@ -596,9 +614,10 @@ def format_python(text: str, filename: str = "script.py") -> tuple[str, list[dic
     exe = _ruff()
     if exe is None:
         raise FileNotFoundError("ruff")
-    # a fresh, empty working directory: ruff's import sorting tells first-party modules by
-    # looking around it, and the same notebook must give the same bytes wherever it is exported
-    with tempfile.TemporaryDirectory(prefix="orion-nb-ruff-") as cwd:
+    # without a destination, a fresh empty directory: the same notebook must give the same
+    # bytes wherever the command is run from
+    with tempfile.TemporaryDirectory(prefix="orion-nb-ruff-") as empty:
+        cwd = str(where) if where is not None and where.is_dir() else empty
 
         def ruff(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
@@ -683,7 +702,8 @@ def export_notebook(
     notes: list[str] = []
     filename = out_path.name if out_path is not None else f"{nb.path.stem}.py"
     try:
-        formatted, findings = format_python(text, filename)
+        where = out_path.resolve().parent if out_path is not None else None
+        formatted, findings = format_python(text, filename, where)
     except FileNotFoundError:
         message = (
             "ruff was not found, so the exported script is not formatted (it is valid Python); "

@@ -30,6 +30,7 @@ def lint(script: Path) -> None:
         [sys.executable, "-m", "ruff", "check", "--isolated", str(script)],
         capture_output=True,
         text=True,
+        cwd=script.parent,  # where its author would run it
     )
     assert res.returncode == 0, res.stdout + res.stderr
 
