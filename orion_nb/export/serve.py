@@ -214,11 +214,21 @@ class Server:
 
     # -- one deployment --------------------------------------------------------------------------
     def _worker(self, deployment: dict[str, Any]) -> None:
-        try:
-            self._cycle(deployment)
-        except Exception as exc:  # a database outage must not leave the scheduler silent
-            self.say(f"{deployment['name']}: stopped by an error: {type(exc).__name__}: {exc}")
-            self.stop()
+        from orion_nb.settings import mask_url
+
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                self._cycle(deployment)
+                return
+            except Exception as exc:  # e.g. the database is down: say so, then try again
+                first = mask_url(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
+                self.say(
+                    f"{deployment['name']}: {type(exc).__name__}: {first[:300]}; trying again "
+                    f"in {delay:g} s"
+                )
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 60.0)
 
     def _cycle(self, deployment: dict[str, Any]) -> None:
         from orion_nb.store import deployments as sql
