@@ -15,6 +15,7 @@ notebook                                  script
 ``%time stmt``, ``%timeit stmt``          ``stmt`` (``%%time``/``%%timeit`` keep the body)
 ``%pip``, ``%conda``, ``%matplotlib``,    dropped with a comment (``pass`` where a block
 ``%config``, ``%autoreload``, ``obj?``    would be empty)
+``%load_ext orion_nb``                    ``import orion_nb`` (the name it defines)
 a trailing expression                     ``display(expr)`` (unless it ends with ``;``)
 ========================================  ================================================
 
@@ -68,10 +69,7 @@ _DROPPED = {
     "psearch": "help is for interactive use",
 }
 # extensions whose loading means nothing in a script
-_DROPPED_EXTENSIONS = {
-    "autoreload": "a script imports its modules once",
-    "orion_nb": "the script calls orion_nb directly",
-}
+_DROPPED_EXTENSIONS = {"autoreload": "a script imports its modules once"}
 # magics that stop the export, with the way out
 _HINTS = {
     "capture": "remove %%capture (a script prints its output), or use contextlib.redirect_stdout",
@@ -446,6 +444,11 @@ class _Cell:
             assert target is not None
             self._check_snippet(stmt, lineno, expression=assigned)
             edits.replace(*edits.span(target), stmt.strip())
+            return
+        if name in ("load_ext", "reload_ext") and line.strip() == "orion_nb" and statement:
+            # the extension also puts `orion_nb` in the namespace: keep that name bound
+            assert parent is not None
+            edits.replace(*edits.span(parent), f"import orion_nb  # was %{name} orion_nb")
             return
         why = _DROPPED.get(name)
         if name in ("load_ext", "reload_ext"):
