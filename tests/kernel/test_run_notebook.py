@@ -231,7 +231,8 @@ def test_serving_a_notebook_leaves_a_report_per_run(tmp_path: Path):
             done = rows(
                 home,
                 "select f.output_path, f.parameters from flow_runs f join deployments d "
-                "on d.id = f.deployment_id where f.state_name = 'Completed'",
+                "on d.id = f.deployment_id where f.state_name = 'Completed' "
+                "and f.output_path is not null",  # recorded once the notebook is saved
             )
         except sqlite3.OperationalError:
             pass
