@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from orion_nb.errors import ExportError
-from orion_nb.export.translate import CellRef, SourceEdits, transform
+from orion_nb.export.source import SourceEdits
+from orion_nb.export.translate import CellRef, transform
 
 __all__ = [
     "INJECTED_TAG",

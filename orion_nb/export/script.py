@@ -30,22 +30,18 @@ reader sees what to fix.
 from __future__ import annotations
 
 import ast
-import builtins
-import json
-import keyword
 import os
 import re
-import subprocess
-import sys
-import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orion_nb.errors import ExportError, OrionNBWarning
 from orion_nb.export.cells import CellFlowOptions, default_flow_name, parse_flow_line
+from orion_nb.export.formatting import format_python, with_noqa
+from orion_nb.export.names import scan
 from orion_nb.export.notebook import (
     INJECTED_TAG,
     PARAMETERS_TAG,
@@ -58,21 +54,12 @@ from orion_nb.export.notebook import (
 )
 from orion_nb.export.params import apply_params
 from orion_nb.export.schedules import Schedule, default_anchor
-from orion_nb.export.translate import Translated, indent_code, transform, translate_cell
+from orion_nb.export.source import bound_names, has_statement, indent_code, leading_imports
+from orion_nb.export.translate import Translated, translate_cell
 
 __all__ = ["ScriptExport", "export_notebook", "format_python"]
 
 _LINE = 88
-# what a name used by the script may already be bound to in the notebook without clashing
-_SAME = {
-    "flow": {"orion_nb.flow", "orion_nb.engine.flows.flow"},
-    "tags": {"orion_nb.tags", "orion_nb.engine.tags.tags"},
-    "display": {
-        "IPython.display.display",
-        "IPython.core.display.display",
-        "IPython.core.display_functions.display",
-    },
-}
 
 
 @dataclass
@@ -88,97 +75,6 @@ class ScriptExport:
 
 
 @dataclass
-class _Names:
-    """Every identifier the notebook uses, and what it binds at module level."""
-
-    used: set[str] = field(default_factory=set)
-    bindings: dict[str, set[str]] = field(default_factory=dict)  # name -> {"mod.attr" | "?"}
-
-    def pick(self, want: str, taken: set[str]) -> str:
-        """``want`` if the notebook leaves it free (or binds it to the same thing), else ``_want``."""
-        bound = self.bindings.get(want)
-        if want not in taken and (bound is None or bound <= _SAME.get(want, set())):
-            # never bound at module level (local uses cannot shadow a module-level name), or
-            # bound to the very same object
-            taken.add(want)
-            return want
-        candidate, n = f"_{want}", 2
-        while candidate in self.used or candidate in taken:
-            candidate, n = f"_{want}_{n}", n + 1
-        taken.add(candidate)
-        return candidate
-
-    def fresh(self, want: str, taken: set[str]) -> str:
-        """A new name for the script's own functions, used nowhere in the notebook."""
-        base = re.sub(r"\W", "_", want) or "flow"
-        if base[0].isdigit() or keyword.iskeyword(base):
-            base = f"flow_{base}"
-        candidate, n = base, 2
-        while candidate in self.used or candidate in taken or hasattr(builtins, candidate):
-            candidate, n = f"{base}_{n}", n + 1
-        taken.add(candidate)
-        return candidate
-
-
-def _scan(sources: Iterable[str]) -> _Names:
-    names = _Names()
-    for source in sources:
-        try:
-            tree = ast.parse(transform(source))
-        except Exception:  # the translation reports it, with the cell's position
-            continue
-        bodies = [tree]
-        only = tree.body[0] if len(tree.body) == 1 else None
-        if isinstance(only, ast.Expr) and isinstance(only.value, ast.Call):
-            args = only.value.args
-            if len(args) == 3 and all(isinstance(a, ast.Constant) for a in args):
-                try:
-                    bodies.append(ast.parse(transform(str(args[2].value))))  # type: ignore[attr-defined]
-                except Exception:
-                    pass
-        for body in bodies:
-            _scan_tree(body, names)
-    return names
-
-
-def _scan_tree(tree: ast.Module, names: _Names) -> None:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            names.used.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.used.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.used.add(node.arg)
-        elif isinstance(node, ast.alias):
-            names.used.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            names.used.update(node.names)
-    for node in _module_scope(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for a in node.names:
-                bound = (a.asname or a.name).split(".")[0]
-                source = f"{node.module}.{a.name}" if isinstance(node, ast.ImportFrom) else a.name
-                names.bindings.setdefault(bound, set()).add(source)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.bindings.setdefault(node.id, set()).add("?")
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.bindings.setdefault(node.name, set()).add("?")
-
-
-def _module_scope(tree: ast.AST) -> Iterable[ast.AST]:
-    """Nodes evaluated in the module's scope (not inside def, class or lambda bodies)."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        if node is not tree and isinstance(
-            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
-        ):
-            continue
-        stack.extend(ast.iter_child_nodes(node))
-
-
-@dataclass
 class _Chunk:
     kind: str  # "comment" | "code"
     text: str
@@ -189,21 +85,6 @@ class _Chunk:
 def _comment(text: str) -> str:
     lines = [line.rstrip() for line in text.strip("\n").splitlines()]
     return "\n".join(f"# {line}" if line else "#" for line in lines) + "\n"
-
-
-def _leading_imports(code: str) -> tuple[str, str]:
-    """Split ``code`` into its leading import statements (with their comments) and the rest."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:  # pragma: no cover - translated code always parses
-        return "", code
-    end = 0
-    for stmt in tree.body:
-        if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            break
-        end = stmt.end_lineno or stmt.lineno
-    lines = code.splitlines(keepends=True)
-    return "".join(lines[:end]), "".join(lines[end:])
 
 
 class _Builder:
@@ -221,7 +102,7 @@ class _Builder:
         self.deployment = deployment
         self.notes: list[str] = []
         codes = [c.source for c in nb.code_cells()]
-        self.names = _scan(codes)
+        self.names = scan(codes)
         taken: set[str] = set()
         self.helper = {
             key: self.names.pick(key, taken)
@@ -292,7 +173,7 @@ class _Builder:
             # the call site assigns the --param values: module-level names, as in the kernel
             return _Chunk("code", header + "\n" + text, bound=assigned)
         code = t.code.strip("\n") + "\n"
-        imports, rest = _leading_imports(code)
+        imports, rest = leading_imports(code)
         return _Chunk(
             "code",
             header + "\n" + code,
@@ -342,7 +223,7 @@ class _Builder:
         if declared:
             inner += _globals(declared, 4)
         code = body.code.strip("\n") + "\n"
-        if not code.strip() or not _has_statement(code):
+        if not code.strip() or not has_statement(code):
             code += "pass\n"
         if options.tags:
             self.helpers_used.add("tags")
@@ -374,13 +255,13 @@ class _Builder:
                 hoisted.append(code)
                 chunks[i] = _Chunk("comment", "")
                 continue
-            if not _has_statement(code):  # only comments (e.g. a parameters cell's remains)
+            if not has_statement(code):  # only comments (e.g. a parameters cell's remains)
                 continue
-            imports, rest = _leading_imports(code)
+            imports, rest = leading_imports(code)
             if imports:
                 hoisted.append(imports)
                 # names only those imports bound are module-level already: not `global` here
-                chunks[i] = _Chunk("code", head + "\n" + rest, bound=_bound(rest))
+                chunks[i] = _Chunk("code", head + "\n" + rest, bound=bound_names(rest))
             break
         declared = sorted({n for c in chunks for n in c.bound})
         body = ""
@@ -389,7 +270,7 @@ class _Builder:
         for chunk in chunks:
             if chunk.text.strip():
                 body += chunk.text.rstrip("\n") + "\n\n"
-        if not _has_statement(body):
+        if not has_statement(body):
             body += "pass\n"
         return self._assemble(hoisted, body, script_path)
 
@@ -558,108 +439,12 @@ def _globals(names: list[str], width_indent: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def _bound(code: str) -> set[str]:
-    """Names ``code`` binds at its top level."""
-    import symtable
-
-    table = symtable.symtable(code, "<cell>", "exec")
-    return {
-        s.get_name()
-        for s in table.get_symbols()
-        if s.is_assigned() or s.is_imported() or s.is_declared_global()
-    }
-
-
-def _has_statement(code: str) -> bool:
-    try:
-        return bool(ast.parse(code).body)
-    except SyntaxError:
-        return True
-
-
 def _returns_value(code: str) -> bool:
     try:
         tree = ast.parse(code)
     except SyntaxError:  # pragma: no cover - validated by the translation
         return False
     return bool(tree.body) and isinstance(tree.body[-1], ast.Return)
-
-
-# -- ruff ------------------------------------------------------------------------------------
-
-
-def _ruff() -> str | None:
-    try:
-        from ruff.__main__ import find_ruff_bin
-
-        return str(find_ruff_bin())
-    except Exception:
-        here = Path(sys.executable).with_name("ruff")
-        return str(here) if here.exists() else None
-
-
-def format_python(
-    text: str, filename: str = "script.py", where: Path | None = None
-) -> tuple[str, list[dict[str, Any]]]:
-    """``text`` formatted by ruff, and ruff's findings on it (default rules, no user config).
-
-    ``where`` is the directory the script goes to: ruff's import sorting tells first-party
-    modules (those next to the script) from third-party ones by looking there.
-
-    Raises
-    ------
-    FileNotFoundError
-        When no ruff executable can be found.
-    """
-    exe = _ruff()
-    if exe is None:
-        raise FileNotFoundError("ruff")
-    # without a destination, a fresh empty directory: the same notebook must give the same
-    # bytes wherever the command is run from
-    with tempfile.TemporaryDirectory(prefix="orion-nb-ruff-") as empty:
-        cwd = str(where) if where is not None and where.is_dir() else empty
-
-        def ruff(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [exe, *args, "--isolated", "--stdin-filename", filename, "-"],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                check=False,
-                cwd=cwd,
-            )
-
-        fmt = ruff("format", stdin=text)
-        if fmt.returncode != 0:
-            raise ExportError(
-                f"ruff could not format the exported script ({fmt.stderr.strip()[:500]}); "
-                "this is a bug in orion-nb's export: please report it with the notebook."
-            )
-        # sorted import blocks (the notebook's and the script's own, merged at the top)
-        fixed = ruff(
-            "check", "--select", "I001", "--fix", "--exit-zero", "--quiet", stdin=fmt.stdout
-        )
-        formatted = fixed.stdout if fixed.returncode == 0 and fixed.stdout else fmt.stdout
-        formatted = ruff("format", stdin=formatted).stdout or formatted
-        check = ruff("check", "--output-format", "json", stdin=formatted)
-    try:
-        findings = json.loads(check.stdout or "[]")
-    except ValueError:  # pragma: no cover - ruff always answers JSON here
-        findings = []
-    return formatted, findings
-
-
-def _with_noqa(text: str, codes: list[str]) -> str:
-    """Insert the file-level ``# ruff: noqa:`` line right after the docstring."""
-    tree = ast.parse(text)
-    first = tree.body[0]
-    end = first.end_lineno or 1
-    lines = text.splitlines(keepends=True)
-    note = (
-        "\n# The notebook's code breaks these lint rules as written; fix them and delete this "
-        f"line.\n# ruff: noqa: {', '.join(codes)}\n"
-    )
-    return "".join(lines[:end]) + note + "".join(lines[end:])
 
 
 def export_notebook(
@@ -727,7 +512,7 @@ def export_notebook(
             + " (defined in a cell tagged 'skip-export', or by IPython?)."
         )
     if codes:
-        formatted = _with_noqa(formatted, codes)
+        formatted = with_noqa(formatted, codes)
     try:
         compile(formatted, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:  # pragma: no cover - a bug of the export

@@ -33,21 +33,22 @@ level: an annotated assignment (``x: int = 1`` cannot be ``global``; the annotat
 from __future__ import annotations
 
 import ast
-import io
 import re
-import symtable
-import tokenize
 from dataclasses import dataclass, field
-from typing import Any
 
 from orion_nb.errors import ExportError
+from orion_nb.export.source import (
+    SourceEdits,
+    blocks,
+    bound_names,
+    ends_quietly,
+    leading_blank_lines,
+)
 
 __all__ = [
     "CellRef",
     "FlowCell",
-    "SourceEdits",
     "Translated",
-    "indent_code",
     "transform",
     "translate_cell",
 ]
@@ -128,55 +129,6 @@ def transform(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
-def _leading_blank_lines(source: str) -> int:
-    n = 0
-    for line in source.splitlines():
-        if line.strip():
-            break
-        n += 1
-    return n
-
-
-class SourceEdits:
-    """Byte-span replacements on one text, applied back to front."""
-
-    def __init__(self, text: str) -> None:
-        self.data = text.encode()
-        self.starts = [0]
-        for line in text.splitlines(keepends=True):
-            self.starts.append(self.starts[-1] + len(line.encode()))
-        self.spans: list[tuple[int, int, str]] = []
-
-    def pos(self, lineno: int, col: int) -> int:
-        return self.starts[lineno - 1] + col
-
-    def span(self, node: ast.AST) -> tuple[int, int]:
-        n: Any = node
-        return self.pos(n.lineno, n.col_offset), self.pos(n.end_lineno, n.end_col_offset)
-
-    def text(self, node: ast.AST) -> str:
-        a, b = self.span(node)
-        return self.data[a:b].decode()
-
-    def replace(self, start: int, end: int, new: str) -> None:
-        self.spans.append((start, end, new))
-
-    def alone(self, node: ast.AST) -> bool:
-        """Nothing but blanks before the statement on its first line and after it on its last."""
-        n: Any = node
-        a, b = self.span(node)
-        before = self.data[self.starts[n.lineno - 1] : a]
-        after = self.data[b : self.starts[n.end_lineno]]
-        after = after.split(b"#", 1)[0]
-        return not before.strip() and not after.strip(b" \t\r\n;")
-
-    def apply(self) -> str:
-        data = self.data
-        for start, end, new in sorted(self.spans, key=lambda s: s[0], reverse=True):
-            data = data[:start] + new.encode() + data[end:]
-        return data.decode()
-
-
 def _ipython_call(node: ast.AST) -> tuple[str, list[ast.expr]] | None:
     """``get_ipython().METHOD(args)`` -> ``(METHOD, args)``."""
     if (
@@ -200,47 +152,6 @@ def _strings(args: list[ast.expr]) -> list[str] | None:
     return out
 
 
-def _quiet(text: str) -> bool:
-    """The cell ends with ``;``: IPython shows no value for it."""
-    last = None
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-            if tok.type not in (
-                tokenize.NEWLINE,
-                tokenize.NL,
-                tokenize.COMMENT,
-                tokenize.ENDMARKER,
-                tokenize.DEDENT,
-                tokenize.INDENT,
-            ):
-                last = tok
-    except (tokenize.TokenError, SyntaxError):
-        return False
-    return last is not None and last.type == tokenize.OP and last.string == ";"
-
-
-def _blocks(tree: ast.AST) -> list[tuple[ast.AST, list[ast.stmt], int]]:
-    """Every statement list with its owner and scope depth (0 = the cell's own scope)."""
-    out: list[tuple[ast.AST, list[ast.stmt], int]] = []
-
-    def walk(node: ast.AST, depth: int) -> None:
-        inner = depth + isinstance(
-            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
-        )
-        for name, value in ast.iter_fields(node):
-            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
-                out.append((node, value, inner if name != "decorator_list" else depth))
-            if isinstance(value, list):
-                for v in value:
-                    if isinstance(v, ast.AST):
-                        walk(v, inner)
-            elif isinstance(value, ast.AST):
-                walk(value, inner)
-
-    walk(tree, 0)
-    return out
-
-
 class _Cell:
     """The translation of one cell (see the module docstring)."""
 
@@ -252,7 +163,7 @@ class _Cell:
         self.as_flow = as_flow
         self.names = names
         self.allowed = allowed  # names the notebook binds itself (e.g. get_ipython imported)
-        self.offset = _leading_blank_lines(source)
+        self.offset = leading_blank_lines(source)
 
     # -- errors -------------------------------------------------------------------------------
     def fail(self, lineno: int | None, problem: str, fix: str | None = None) -> ExportError:
@@ -308,7 +219,7 @@ class _Cell:
                         "the cell calls get_ipython(), which only exists inside IPython.",
                         "do the same thing with plain Python",
                     )
-        for _owner, body, depth in _blocks(tree):
+        for _owner, body, depth in blocks(tree):
             if depth:
                 continue
             for stmt in body:
@@ -513,7 +424,7 @@ class _Cell:
         self, tree: ast.Module, edits: SourceEdits, dropped: dict[int, str], removed: set[int]
     ) -> None:
         gone = set(dropped) | removed
-        for _owner, body, _depth in _blocks(tree):
+        for _owner, body, _depth in blocks(tree):
             empty = body is not tree.body and all(id(s) in gone for s in body)
             first = True
             for stmt in body:
@@ -554,7 +465,7 @@ class _Cell:
             value = f"({value})"  # one value, as the notebook shows it: `a, b` is a tuple
         if self.as_flow:
             edits.replace(*edits.span(last), f"return {value}")
-        elif not _quiet(self.text):
+        elif not ends_quietly(self.text):
             out.helpers.add("display")
             edits.replace(*edits.span(last), f"{self.names['display']}({value})")
 
@@ -567,12 +478,7 @@ class _Cell:
                 lineno, f"it is not valid Python ({exc.msg}).", "fix the error"
             ) from None
         out.is_async = bool(compiled.co_flags & _CO_COROUTINE)
-        table = symtable.symtable(code, f"<{self.ref}>", "exec")
-        out.bound = {
-            s.get_name()
-            for s in table.get_symbols()
-            if s.is_assigned() or s.is_imported() or s.is_declared_global()
-        }
+        out.bound = bound_names(code)
         if re.search(r"\bdisplay\b", code) and "display" not in self.allowed:
             for node in ast.walk(ast.parse(code)):
                 if isinstance(node, ast.Name) and node.id == "display":
@@ -611,19 +517,3 @@ def translate_cell(
     helper_names = {"display": "display", "shell": "shell", "shell_output": "shell_output"}
     helper_names.update(names or {})
     return _Cell(source, ref, as_flow=False, names=helper_names, allowed=allowed or set()).run()
-
-
-def indent_code(code: str, prefix: str) -> str:
-    """``code`` with every line indented by ``prefix``, except lines inside multi-line strings."""
-    skip: set[int] = set()
-    strings = {tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type in strings and tok.end[0] > tok.start[0]:
-                skip.update(range(tok.start[0] + 1, tok.end[0] + 1))
-    except (tokenize.TokenError, SyntaxError):
-        pass
-    out = []
-    for n, line in enumerate(code.splitlines(keepends=True), start=1):
-        out.append(line if n in skip or not line.strip() else prefix + line)
-    return "".join(out)

@@ -10,7 +10,8 @@ import pytest
 
 from orion_nb.errors import ExportError
 from orion_nb.export import runtime
-from orion_nb.export.translate import CellRef, indent_code, translate_cell
+from orion_nb.export.source import indent_code
+from orion_nb.export.translate import CellRef, translate_cell
 
 REF = CellRef("awkward.ipynb", 7, "abc123")
 
