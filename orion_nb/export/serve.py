@@ -340,7 +340,10 @@ class Server:
                 proc.send_signal(signal.SIGTERM)
             elif asked and not killed and time.monotonic() > deadline:
                 killed = True
-                proc.kill()
+                try:  # its whole session: the script's own children (`!cmd`) too
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    proc.kill()
         info = dep.call(sql.run_info, run["id"])
         state = info["state_type"] if info else None
         if state not in _TERMINAL:

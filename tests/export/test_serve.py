@@ -6,9 +6,11 @@ shows what it expects, then looks at every recorded run.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -261,3 +263,44 @@ def test_missed_slots_are_skipped_unless_catching_up(tmp_path):
         ]
         assert names == ["Scheduled", "Late", "Pending", "Running", "Completed"]
     no_run_left_open(home)
+
+
+def test_a_run_that_ignores_sigterm_is_killed_and_ended_as_cancelled(tmp_path, orion_home):
+    """The last resort: the child is killed, and serve ends what it left Running."""
+    from datetime import timedelta
+
+    import orion_nb
+    from orion_nb.export import deployments as dep
+    from orion_nb.export.schedules import Schedule
+    from orion_nb.export.serve import Server
+    from orion_nb.store import deployments as sql
+
+    marker = tmp_path / "started"
+    script = tmp_path / "stubborn.py"
+    script.write_text(
+        "import pathlib, signal, time\nfrom orion_nb import flow\n\n@flow(name='stubborn')\n"
+        "def stubborn():\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n    time.sleep(120)\n\nstubborn()\n"
+    )
+    d = dep.register(
+        dep.DeploymentSpec("stubborn.py", script, "stubborn", Schedule.parse(interval=60))
+    )
+    now = dep.now()
+    dep.call(sql.schedule_slots, d, [now - timedelta(seconds=1)], now, lambda: "slot")
+    (run,) = dep.call(sql.due_runs, d["id"], now)
+    assert dep.call(sql.claim_run, run["id"], "host", os.getpid())
+    server = Server([d], grace=0, kill_after=1)
+    watcher = threading.Thread(
+        target=lambda: (wait_until(marker.exists), server.stop(cancel=True)), daemon=True
+    )
+    watcher.start()
+    assert server.execute(d, run) == "Cancelled"
+    row = orion_nb.flow_runs().set_index("id").loc[run["id"]]
+    assert row["state_name"] == "Cancelled"
+    assert "did not finish within the 0 s grace period" in row["message"]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.1)
