@@ -246,3 +246,20 @@ def test_serving_a_notebook_leaves_a_report_per_run(tmp_path: Path):
     assert rows(
         home, "select count(*) from flow_runs where state_type in ('PENDING', 'RUNNING')"
     ) == [(0,)]
+
+
+def test_a_papermill_output_notebook_runs_with_its_injected_values_as_defaults(tmp_path: Path):
+    nb = notebook(
+        tmp_path / "pm.ipynb",
+        ("n = 1\nlabel = 'a'", ["parameters"]),
+        ("# Parameters\nn = 5\n", ["injected-parameters"]),
+        "print('values', n, label)",
+    )
+    home = tmp_path / "home"
+    res = cli(home, "run", str(nb), "--param", "label=b", "-o", str(tmp_path / "out.ipynb"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert [c.source for c in injected] == ["# Parameters\nn = 5\nlabel = 'b'\n"]
+    assert "values 5 b" in json.dumps([c.get("outputs", []) for c in executed.cells])
+    assert rows(home, "select parameters from flow_runs") == [('{"n": 5, "label": "b"}',)]
