@@ -261,6 +261,7 @@ class _Builder:
             if imports:
                 hoisted.append(imports)
                 # names only those imports bound are module-level already: not `global` here
+                rest = rest.lstrip("\n")
                 chunks[i] = _Chunk("code", head + "\n" + rest, bound=bound_names(rest))
             break
         declared = sorted({n for c in chunks for n in c.bound})
