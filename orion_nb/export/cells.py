@@ -32,6 +32,7 @@ __all__ = [
     "compile_cell",
     "default_flow_name",
     "flow_line_parser",
+    "options_from_namespace",
     "parse_flow_line",
     "parse_param",
 ]
@@ -134,6 +135,17 @@ def parse_flow_line(line: str, default_name: str) -> CellFlowOptions:
         args = flow_line_parser().parse_args(shlex.split(line))
     except _LineError as exc:
         raise ValueError(f"%%flow {line.strip()}: {exc}") from None
+    return options_from_namespace(args, args.name or default_name)
+
+
+def options_from_namespace(args: argparse.Namespace, name: str) -> CellFlowOptions:
+    """Check parsed ``%%flow`` options (the magic's or :func:`flow_line_parser`'s).
+
+    Raises
+    ------
+    ValueError
+        With a sentence saying which option is wrong and what it accepts.
+    """
     if args.retries < 0:
         raise ValueError(f"--retries must be 0 or more, not {args.retries}.")
     if args.retry_delay < 0:
@@ -148,7 +160,7 @@ def parse_flow_line(line: str, default_name: str) -> CellFlowOptions:
             raise ValueError(str(exc)) from None
         params[key] = value
     return CellFlowOptions(
-        name=args.name or default_name,
+        name=name,
         retries=args.retries,
         retry_delay_seconds=args.retry_delay,
         timeout_seconds=args.timeout,

@@ -299,7 +299,7 @@ class Server:
         from orion_nb.store import deployments as sql
 
         path = Path(d["path"])
-        defaults = _defaults(path)
+        defaults = _param_defaults(path)[0]
         cmd = [sys.executable, "-m", "orion_nb.cli", "run", str(path), "--scheduled-run", run["id"]]
         if path.suffix == ".ipynb":
             cmd += ["--name", d["flow_name"]]
@@ -376,16 +376,43 @@ class Server:
         return str(name)
 
 
-def _defaults(path: Path) -> dict[str, Any]:
-    """Parameter defaults of a notebook or exported script (to pass values back as text)."""
+def _param_defaults(path: Path) -> tuple[dict[str, Any], bool]:
+    """A notebook's or script's parameter defaults, and whether it reads ``--param`` itself.
+
+    Notebooks and scripts that call ``command_line()`` (exported ones do) check each value
+    against its default; an ordinary script gets the text for its own argument parser.
+    """
     try:
         if path.suffix == ".ipynb":
             from orion_nb.export.notebook import read_notebook
 
-            return {k: p.value for k, p in read_notebook(path).parameters()[0].items()}
-        return dict(dep.script_defaults(path).get("parameters") or {})
+            return {k: p.value for k, p in read_notebook(path).parameters()[0].items()}, True
+        baked = dep.script_defaults(path)
+        return dict(baked.get("parameters") or {}), "parameters" in baked
     except Exception:  # the run itself reports an unreadable file
-        return {}
+        return {}, False
+
+
+def _chosen(path: Path, stored: dict[str, Any], params: Sequence[str], what: str) -> dict[str, Any]:
+    """``stored`` values with ``NAME=VALUE`` overrides, each read as its default's type."""
+    from orion_nb.export.params import apply_params, split_param
+
+    defaults, checked = _param_defaults(path)
+    values = dict(stored)
+    if not checked:
+        given = dict(split_param(p) for p in params)
+        if given:
+            warnings.warn(
+                f"{path.name} does not call orion_nb.export.runtime.command_line(), so its "
+                "parameters reach it only as --param NAME=VALUE arguments for it to read.",
+                OrionNBWarning,
+                stacklevel=3,
+            )
+        values.update(given)
+        return values
+    merged = apply_params({**defaults, **values}, params, what=what)
+    values.update({k: merged[k] for k in (split_param(p)[0] for p in params)})
+    return values
 
 
 def specs_for_paths(
@@ -403,7 +430,6 @@ def specs_for_paths(
     A schedule given here applies to every path; without one, an exported script's own
     schedule is used, then the schedule already stored for a deployment of that name.
     """
-    from orion_nb.export.params import apply_params, split_param
 
     if name is not None and len(paths) > 1:
         raise DeploymentError(
@@ -416,16 +442,14 @@ def specs_for_paths(
         path = Path(raw).expanduser().resolve()
         if not path.is_file():
             raise DeploymentError(f"Cannot serve {str(raw)!r}: there is no such file.")
+        baked: dict[str, Any] = {}
         if path.suffix == ".ipynb":
             from orion_nb.export.notebook import read_notebook
 
-            nb_params = read_notebook(path).parameters()[0]
-            defaults: dict[str, Any] = {k: p.value for k, p in nb_params.items()}
-            baked: dict[str, Any] = {}
+            read_notebook(path)  # an unreadable notebook fails now, not at its first slot
             flow_name = name or path.name
         else:
             baked = dep.script_defaults(path)
-            defaults = dict(baked.get("parameters") or {})
             flow_name = baked.get("flow_name") or path.stem
         dname = name or baked.get("name") or path.name
         schedule = given
@@ -446,18 +470,7 @@ def specs_for_paths(
                 f"No schedule for {path.name}: pass --cron EXPR or --interval SECONDS (or "
                 "export the notebook with one)."
             )
-        if defaults or path.suffix == ".ipynb":
-            values = apply_params(defaults, params, what=f"{path.name}")
-            chosen = {k: values[k] for k in (split_param(p)[0] for p in params)}
-        else:  # an ordinary script: its own argument parser reads --param
-            chosen = dict(split_param(p) for p in params)
-            if chosen:
-                warnings.warn(
-                    f"{path.name} does not call orion_nb.export.runtime.command_line(), so its "
-                    "parameters reach it only as --param NAME=VALUE arguments for it to read.",
-                    OrionNBWarning,
-                    stacklevel=2,
-                )
+        chosen = _chosen(path, {}, params, path.name)
         specs.append(DeploymentSpec(dname, path, flow_name, schedule, chosen))
     return specs
 
@@ -519,17 +532,10 @@ def run_now(name: str, params: Sequence[str] = ()) -> str:
     ``serve`` process takes it). Ctrl-C or SIGTERM cancels it. Returns its final state name.
     """
     from orion_nb.engine.params import random_run_name
-    from orion_nb.export.params import apply_params, split_param
     from orion_nb.store import deployments as sql
 
     d = dep.find(name)
-    defaults = _defaults(Path(d["path"]))
-    values = dict(d.get("parameters") or {})
-    if defaults:
-        merged = apply_params({**defaults, **values}, params, what=f"Deployment {name!r}")
-        values.update({k: merged[k] for k in (split_param(p)[0] for p in params)})
-    else:
-        values.update(dict(split_param(p) for p in params))
+    values = _chosen(Path(d["path"]), d.get("parameters") or {}, params, f"Deployment {name!r}")
     now = dep.now()
     rid = dep.call(sql.create_run, d, values, now, random_run_name(), _HOST, os.getpid())
     server = Server([d], grace=0)

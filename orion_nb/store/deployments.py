@@ -227,6 +227,31 @@ def latest_slot(conn: Any, deployment_id: str) -> datetime | None:
     return value
 
 
+def _scheduled_row(
+    deployment: dict[str, Any],
+    rid: str,
+    name: str,
+    parameters: dict[str, Any] | None,
+    slot: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """The ``flow_runs`` row of a run of ``deployment`` scheduled for ``slot``."""
+    return {
+        "id": rid,
+        "flow_name": deployment["flow_name"],
+        "name": name,
+        "parameters": parameters or {},
+        "tags": [],
+        "state_type": "SCHEDULED",
+        "state_name": "Scheduled",
+        "created": now,
+        "run_count": 0,
+        "deployment_id": deployment["id"],
+        "source": deployment["path"],
+        "expected_start_time": slot,
+    }
+
+
 def schedule_slots(
     conn: Any,
     deployment: dict[str, Any],
@@ -239,22 +264,8 @@ def schedule_slots(
     made = 0
     for slot in slots:
         rid = str(uuid.uuid4())
-        result = conn.execute(
-            stmt.values(
-                id=rid,
-                flow_name=deployment["flow_name"],
-                name=run_name(),
-                parameters=deployment.get("parameters") or {},
-                tags=[],
-                state_type="SCHEDULED",
-                state_name="Scheduled",
-                created=now,
-                run_count=0,
-                deployment_id=deployment["id"],
-                source=deployment["path"],
-                expected_start_time=slot,
-            )
-        )
+        row = _scheduled_row(deployment, rid, run_name(), deployment.get("parameters"), slot, now)
+        result = conn.execute(stmt.values(**row))
         if result.rowcount:
             made += 1
             _state(
@@ -282,24 +293,8 @@ def create_run(
     It is claimed as it is made, so no ``serve`` process can take it.
     """
     rid = str(uuid.uuid4())
-    conn.execute(
-        insert(_T_FLOW).values(
-            id=rid,
-            flow_name=deployment["flow_name"],
-            name=name,
-            parameters=parameters,
-            tags=[],
-            state_type="SCHEDULED",
-            state_name="Scheduled",
-            created=now,
-            run_count=0,
-            deployment_id=deployment["id"],
-            source=deployment["path"],
-            expected_start_time=now,
-            host=host,
-            pid=pid,
-        )
-    )
+    row = _scheduled_row(deployment, rid, name, parameters, now, now)
+    conn.execute(insert(_T_FLOW).values(**row, host=host, pid=pid))
     _state(conn, rid, "SCHEDULED", "Scheduled", now, "started by hand (orion-nb deployments run)")
     return rid
 

@@ -66,3 +66,56 @@ def rows(home: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return con.execute(sql, params).fetchall()
     finally:
         con.close()
+
+
+def register(home: Path, name: str, script: Path, schedule: str, params: str = "{}") -> None:
+    """Register a deployment in the history under ``home``, from another process.
+
+    ``schedule`` is the keyword arguments of ``Schedule.parse`` as Python source.
+    """
+    code = (
+        "from pathlib import Path\n"
+        "from orion_nb.export import deployments as dep\n"
+        "from orion_nb.export.schedules import Schedule\n"
+        f"dep.register(dep.DeploymentSpec({name!r}, Path({str(script)!r}), 'job', "
+        f"Schedule.parse({schedule}), {params}))\n"
+    )
+    res = run(["-c", code], home)
+    assert res.returncode == 0, res.stderr
+
+
+def lint(script: Path) -> None:
+    """The script compiles and passes ruff's default rules with no configuration, checked
+    from its own directory as its author would."""
+    import py_compile
+
+    py_compile.compile(str(script), doraise=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=script.parent,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def race_claims(run_id: str, claimers: int) -> list[bool]:
+    """``claimers`` threads claim one scheduled run at the same moment; what each got."""
+    import threading
+
+    from orion_nb.export import deployments as dep
+    from orion_nb.store import deployments as sql
+
+    barrier = threading.Barrier(claimers)
+    wins: list[bool] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        wins.append(dep.call(sql.claim_run, run_id, "host", 1000 + i))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(claimers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return wins

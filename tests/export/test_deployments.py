@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from orion_nb.export.deployments import DeploymentSpec
 from orion_nb.export.schedules import Schedule
 from orion_nb.export.serve import plan
 from orion_nb.store import deployments as sql
+from tests.export.helpers import race_claims
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -55,18 +55,7 @@ def test_each_slot_gets_one_scheduled_run_however_often_it_is_scheduled(deployme
 def test_a_slot_is_claimed_by_exactly_one_of_many_racing_claimers(deployment):
     dep.call(sql.schedule_slots, deployment, slots(1), T0, names)
     (due,) = dep.call(sql.due_runs, deployment["id"], T0)
-    barrier = threading.Barrier(8)
-    wins: list[bool] = []
-
-    def claim(i: int) -> None:
-        barrier.wait()
-        wins.append(dep.call(sql.claim_run, due["id"], "host", 1000 + i))
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = race_claims(due["id"], 8)
     assert sorted(wins) == [False] * 7 + [True]
     assert dep.call(sql.due_runs, deployment["id"], T0) == []  # claimed: no longer due
 

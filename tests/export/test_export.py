@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import py_compile
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ import pytest
 from orion_nb.errors import ExportError, ParameterError
 from orion_nb.export.schedules import Schedule
 from orion_nb.export.script import export_notebook
-from tests.export.helpers import notebook, rows, run
+from tests.export.helpers import lint, notebook, rows, run
 
 
 def export(nb: Path, **kwargs: object) -> Path:
@@ -21,18 +18,6 @@ def export(nb: Path, **kwargs: object) -> Path:
     result = export_notebook(nb, script_path=script, **kwargs)  # type: ignore[arg-type]
     script.write_text(result.text)
     return script
-
-
-def lint(script: Path) -> None:
-    """The script compiles and passes ruff's default rules, with no configuration."""
-    py_compile.compile(str(script), doraise=True)
-    res = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--isolated", str(script)],
-        capture_output=True,
-        text=True,
-        cwd=script.parent,  # where its author would run it
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def flows(home: Path) -> list[tuple[str, str, bool]]:

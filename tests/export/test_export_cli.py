@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.export.helpers import cli, notebook, rows
+from tests.export.helpers import cli, notebook, register, rows
 
 # a hand-written script can take --param like an exported one: command_line() reads them
 JOB = (
@@ -76,16 +76,7 @@ def test_deployments_ls_pause_resume_run_and_rm(tmp_path):
     home = tmp_path / "home"
     script = tmp_path / "job.py"
     script.write_text(JOB)
-    register = (
-        "from pathlib import Path\n"
-        "from orion_nb.export import deployments as dep\n"
-        "from orion_nb.export.schedules import Schedule\n"
-        f"dep.register(dep.DeploymentSpec('nightly', Path({str(script)!r}), 'job', "
-        "Schedule.parse(cron='0 3 * * *', timezone='Asia/Tokyo'), {'n': 4}))\n"
-    )
-    from tests.export.helpers import run
-
-    assert run(["-c", register], home).returncode == 0
+    register(home, "nightly", script, "cron='0 3 * * *', timezone='Asia/Tokyo'", "{'n': 4}")
     res = cli(home, "deployments", "ls")
     assert res.returncode == 0, res.stderr
     assert "nightly" in res.stdout and "cron '0 3 * * *' (Asia/Tokyo)" in res.stdout
@@ -135,16 +126,7 @@ def test_user_text_is_printed_as_text_not_markup(tmp_path):
     home = tmp_path / "home"
     script = tmp_path / "job.py"
     script.write_text(JOB)
-    register = (
-        "from pathlib import Path\n"
-        "from orion_nb.export import deployments as dep\n"
-        "from orion_nb.export.schedules import Schedule\n"
-        f"dep.register(dep.DeploymentSpec('[bold red]x[/]', Path({str(script)!r}), 'job', "
-        "Schedule.parse(interval=60)))\n"
-    )
-    from tests.export.helpers import run
-
-    assert run(["-c", register], home).returncode == 0
+    register(home, "[bold red]x[/]", script, "interval=60")
     assert "[bold red]x[/]" in cli(home, "deployments", "ls").stdout
     res = cli(home, "deployments", "pause", "[b]nope[/b]")
     assert "'[b]nope[/b]'" in res.stderr

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.export.helpers import cli, env_for, notebook, rows, run
+from tests.export.helpers import cli, env_for, lint, notebook, rows, run
 
 pytestmark = pytest.mark.kernel
 
@@ -71,14 +71,7 @@ def test_an_example_notebook_records_the_same_flows_and_tasks_however_it_runs(
     script = tmp_path / name.replace(".ipynb", ".py")
     res = cli(tmp_path / "h0", "export", str(nb_path), "-o", str(script))
     assert res.returncode == 0, res.stderr
-    lint = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--isolated", str(script)],
-        capture_output=True,
-        text=True,
-        cwd=script.parent,  # where its author would run it
-    )
-    assert lint.returncode == 0, lint.stdout
-    compile(script.read_text(), str(script), "exec")
+    lint(script)
 
     res = run([str(script)], tmp_path / "script", cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from orion_nb.export.deployments import DeploymentSpec
 from orion_nb.export.schedules import Schedule
 from orion_nb.store import deployments as sql
 from tests.conftest import require_or_skip
+from tests.export.helpers import race_claims
 from tests.postgres.test_postgres_store import ADMIN_URL, _admin
 
 pytestmark = pytest.mark.postgres
@@ -51,18 +51,7 @@ def test_a_slot_is_claimed_once_by_racing_claimers_on_postgres(pg: str, tmp_path
     made = [dep.call(sql.schedule_slots, d, [slot], slot, lambda: "r") for _ in range(3)]
     assert made == [1, 0, 0]
     (due,) = dep.call(sql.due_runs, d["id"], slot + timedelta(seconds=1))
-    barrier = threading.Barrier(6)
-    wins: list[bool] = []
-
-    def claim(i: int) -> None:
-        barrier.wait()
-        wins.append(dep.call(sql.claim_run, due["id"], "host", 100 + i))
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = race_claims(due["id"], 6)
     assert sorted(wins) == [False] * 5 + [True]
 
 
