@@ -354,12 +354,19 @@ class Server:
                     f"{self.grace:g} s grace period after the scheduler was stopped"
                 )
                 dep.call(sql.close_run, run["id"], "CANCELLED", "Cancelled", why, now)
-            elif state == "SCHEDULED":
+            elif state == "SCHEDULED" and proc.returncode == 0:
                 why = (
-                    f"{path.name} exited with status {proc.returncode} without running a "
-                    "flow: a deployment's script must call a @flow (an exported script does)"
+                    f"{path.name} exited without recording a flow run: a deployment's script "
+                    "must call a @flow (an exported script does), and the history must be "
+                    "writable from it (see its output)"
                 )
                 dep.call(sql.close_run, run["id"], "FAILED", "Failed", why, now)
+            elif state == "SCHEDULED":
+                why = (
+                    f"the process running {path.name} exited with status {proc.returncode} "
+                    "before the run was recorded as started (see its output)"
+                )
+                dep.call(sql.close_run, run["id"], "CRASHED", "Crashed", why, now)
             else:
                 why = f"the process running it exited with status {proc.returncode} first"
                 dep.call(sql.close_run, run["id"], "CRASHED", "Crashed", why, now)

@@ -210,7 +210,7 @@ def test_a_script_that_runs_no_flow_fails_its_scheduled_run(tmp_path):
         lambda: [r for r in deployment_runs(home, "plain.py") if r[2] == "Failed"], proc
     )
     stop(proc)
-    assert "without running a flow" in failed[0][4]
+    assert "exited without recording a flow run" in failed[0][4]
     no_run_left_open(home)
 
 

@@ -85,19 +85,21 @@ def test_two_serve_processes_on_one_database_run_each_slot_once(pg: str, tmp_pat
         assert p.returncode == 0, out
         outputs.append(out)
     runs = orion_nb.flow_runs(deployment="job.py")
-    started = [r for r in runs.itertuples() if r.state_type != "SCHEDULED"]
-    assert len(started) >= 3, outputs
-    assert runs["expected_start_time"].is_unique
+    assert runs["expected_start_time"].is_unique  # one row per slot
     states = orion_nb.states()
     states["order"] = states["id"].astype(int)  # (text on Postgres today)
-    for r in started:
+    skipped = runs["message"].fillna("").str.contains("serve --catch-up", regex=False)
+    claimed = runs[~skipped & ~((runs["state_type"] == "SCHEDULED") & runs["pid"].isna())]
+    completed = claimed[claimed["state_name"] == "Completed"]
+    assert len(completed) >= 3, outputs
+    for r in claimed.itertuples():
         names = list(states[states["run_id"] == r.id].sort_values("order")["name"].astype(str))
+        assert names.count("Running") <= 1, names  # never started twice
         if r.state_name == "Completed":
             assert names == ["Scheduled", "Pending", "Running", "Completed"], names
-        else:  # missed while the other process's run went on, and skipped by one of them
-            assert r.state_name == "Cancelled" and names.count("Cancelled") == 1, names
-    # every run a process started is a different run: no slot ran twice
+    # each claimed slot was launched by exactly one of the two processes, once
     launched = sum(out.count(" started (pid") for out in outputs)
-    assert launched == sum(1 for r in started if r.state_name == "Completed")
+    assert launched == len(claimed), outputs
     assert not runs["state_type"].isin(["PENDING", "RUNNING"]).any()
-    assert set(runs[runs["state_type"] == "SCHEDULED"]["pid"].dropna()) == set()
+    # (a shared test server may be restarted by another suite meanwhile: serve keeps going,
+    # and a run whose writes were lost ends Crashed or Failed, but still ran once)
