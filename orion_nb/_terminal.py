@@ -42,17 +42,29 @@ def _state(name: Any) -> Text:
     return text(name, STATE_STYLES.get(name, "white"))
 
 
-def runs_table(limit: int = 20, flow: str | None = None, state: str | None = None) -> Table:
-    """The most recent flow runs with their state, duration and number of task runs."""
-    df = history.flow_runs(flow_name=flow, state=state, limit=limit)
+def runs_table(
+    limit: int = 20,
+    flow: str | None = None,
+    state: str | None = None,
+    deployment: str | None = None,
+) -> Table:
+    """The most recent flow runs with their state, duration and number of task runs.
+
+    Runs of a deployment show its name in a ``deployment`` column (when any listed run has one).
+    """
+    df = history.flow_runs(flow_name=flow, state=state, limit=limit, deployment=deployment)
+    deployed = "deployment" in df and bool(df["deployment"].notna().any())
     counts = history.task_run_counts(list(df["id"])) if not df.empty else {}
     table = Table(title=f"orion_nb: {len(df)} most recent flow runs", title_justify="left")
-    for col in ("started (UTC)", "flow", "run", "state", "duration", "tasks", "id"):
+    cols = ["started (UTC)", "flow", "run", "state", "duration", "tasks", "id"]
+    if deployed:
+        cols.insert(2, "deployment")
+    for col in cols:
         table.add_column(col, overflow="fold")
     for r in df.itertuples():
         started = "-" if str(r.start_time) == "NaT" else r.start_time.strftime("%Y-%m-%d %H:%M:%S")
         dur = "-" if str(r.duration) == "NaT" else f"{r.duration.total_seconds():.2f} s"
-        table.add_row(
+        cells = [
             text(started),
             text(r.flow_name),
             text(r.name),
@@ -60,7 +72,10 @@ def runs_table(limit: int = 20, flow: str | None = None, state: str | None = Non
             text(dur),
             text(int(counts.get(r.id, 0))),
             text(str(r.id)[-8:]),
-        )
+        ]
+        if deployed:
+            cells.insert(2, text(r.deployment if isinstance(r.deployment, str) else ""))
+        table.add_row(*cells)
     return table
 
 

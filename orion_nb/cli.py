@@ -1,10 +1,14 @@
 """The ``orion-nb`` command: look at the run history from a terminal.
 
-orion-nb runs [--limit N] [--flow NAME] [--state S]
+orion-nb runs [ls] [--limit N] [--flow NAME] [--state S] [--deployment NAME]
 orion-nb runs reconcile      mark runs whose process is gone as Crashed
 orion-nb view RUN            task runs and transitions of one flow run
 orion-nb config              where the history lives (password masked)
 orion-nb db info | upgrade | prune --older-than 30d | replay | reset
+orion-nb export NOTEBOOK     the notebook as a script
+orion-nb run PATH            run a script or notebook once
+orion-nb serve PATH...       run deployments on schedule
+orion-nb deployments ...     ls | pause | resume | run | rm
 
 Every user string is printed as text, never as rich markup (see ``orion_nb._terminal``).
 """
@@ -16,6 +20,7 @@ from rich.console import Console
 
 from orion_nb import _cli_db
 from orion_nb.errors import OrionNBError
+from orion_nb.export import cli as export_cli
 
 app = typer.Typer(
     help="orion_nb: workflow orchestration inside the Jupyter kernel.",
@@ -23,29 +28,17 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-runs_app = typer.Typer(help="Recent flow runs, newest first.")
-app.add_typer(runs_app, name="runs")
+app.add_typer(export_cli.runs_app, name="runs")
 app.add_typer(_cli_db.app, name="db")
-runs_app.command("reconcile")(_cli_db.reconcile_command)
+export_cli.runs_app.command("reconcile")(_cli_db.reconcile_command)
 
 
-@runs_app.callback(invoke_without_command=True)
-def runs(
-    ctx: typer.Context,
-    limit: int = typer.Option(20, min=1, help="How many runs to show."),
-    flow: str | None = typer.Option(None, help="Only runs of this flow."),
-    state: str | None = typer.Option(None, help="Only runs in this state (name or type)."),
-) -> None:
-    """Recent flow runs, newest first."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from orion_nb._terminal import runs_table, text
-
-    try:
-        console.print(runs_table(limit, flow, state))
-    except OrionNBError as exc:
-        console.print(text(str(exc), "red"))
-        raise typer.Exit(1) from None
+app.command()(export_cli.export)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    export_cli.run
+)
+app.command()(export_cli.serve)
+app.add_typer(export_cli.deployments_app, name="deployments")
 
 
 @app.command()

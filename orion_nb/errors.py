@@ -7,6 +7,7 @@ Exception tree::
 
     OrionNBError
     ├── ConfigurationError          bad settings, an unusable database URL
+    │   └── ScheduleError (ValueError)  an invalid cron expression, interval or time zone
     ├── DefinitionError (TypeError, ValueError)
     │                               invalid @flow/@task options, decorating a non-callable
     ├── ParameterError (TypeError)   unknown / missing / invalid parameters, .map() mismatch
@@ -17,7 +18,9 @@ Exception tree::
     ├── CancelledRun                 the run was cancelled (interrupt, ``cancel()``)
     ├── CrashedRun                   the infrastructure failed while the run was in progress
     ├── MissingContextError (RuntimeError)  run context asked for outside a run
-    └── MissingResult                a state has no result to return
+    ├── MissingResult                a state has no result to return
+    ├── ExportError                  a notebook cell has no script equivalent (names the cell)
+    └── DeploymentError              no such deployment, or one that cannot be served
 
     OrionNBWarning (UserWarning)    orion_nb's own warnings (errors in its test-suite)
 
@@ -32,6 +35,8 @@ __all__ = [
     "ConfigurationError",
     "CrashedRun",
     "DefinitionError",
+    "DeploymentError",
+    "ExportError",
     "FailedRun",
     "MissingContextError",
     "MissingResult",
@@ -39,6 +44,7 @@ __all__ = [
     "OrionNBWarning",
     "ParameterError",
     "RunTimeoutError",
+    "ScheduleError",
     "UpstreamFailedError",
     "describe",
 ]
@@ -90,6 +96,18 @@ class MissingContextError(OrionNBError, RuntimeError):
 
 class MissingResult(OrionNBError):
     """The state holds no result (it was not kept in memory and not persisted)."""
+
+
+class ScheduleError(ConfigurationError, ValueError):
+    """A schedule cannot be used: an invalid cron expression, interval, anchor or time zone."""
+
+
+class ExportError(OrionNBError):
+    """A notebook cannot be turned into a script; the message names the cell and the fix."""
+
+
+class DeploymentError(OrionNBError):
+    """A deployment does not exist, or its notebook or script cannot be served."""
 
 
 class OrionNBWarning(UserWarning):

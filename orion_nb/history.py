@@ -100,8 +100,12 @@ def flow_runs(
     state: str | list[str] | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    deployment: str | None = None,
 ) -> pd.DataFrame:
     """One row per flow run, newest first.
+
+    Runs of a deployment carry its name in the ``deployment`` column, their scheduled slot in
+    ``expected_start_time`` and, for notebooks, the executed notebook in ``output_path``.
 
     Parameters
     ----------
@@ -113,8 +117,17 @@ def flow_runs(
         Only runs created at or after this time.
     limit
         At most this many rows.
+    deployment
+        Only runs of the deployment with this name.
     """
-    return _query("flow_runs", flow_name=flow_name, state=state, since=since, limit=limit)
+    return _query(
+        "flow_runs",
+        flow_name=flow_name,
+        state=state,
+        since=since,
+        limit=limit,
+        deployment=deployment,
+    )
 
 
 def task_runs(

@@ -31,6 +31,20 @@ def run(**kw) -> OpenRun:
 
 CASES = [
     # (id, run, processes, crashed?, words in the reason)
+    (
+        "a deployment's slot no process has claimed yet, long quiet",
+        run(state_type="SCHEDULED", host=None, pid=None, pid_start=None, last_seen=NOW - 86400),
+        {},
+        False,
+        (),
+    ),
+    (
+        "a claimed scheduled run whose process is gone",
+        run(state_type="SCHEDULED"),
+        {200: None},
+        True,
+        ("pid 200",),
+    ),
     ("this process's own run", run(pid=100, pid_start="500.00"), {}, False, ()),
     ("same host, pid gone", run(), {200: None}, True, ("pid 200", "host here", "killed")),
     (

@@ -22,6 +22,7 @@ message, ``on_failure`` hooks called, then the error raised (or the state return
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import socket
 import sys
@@ -62,9 +63,21 @@ from orion_nb.orchestration.states import (
 if TYPE_CHECKING:  # the definition module imports this one
     from orion_nb.engine.flows import Flow
 
-__all__ = ["FlowRunEngine", "active_flow_runs", "arun_flow", "run_flow"]
+__all__ = ["FlowRunEngine", "active_flow_runs", "arun_flow", "run_flow", "scheduled_run"]
 
 _HOST = socket.gethostname()
+
+#: Scheduled runs (``orion-nb serve`` / ``orion-nb run``): a flow run created ahead of time
+#: that the next *top-level* flow run in this context takes over. Each slot of a deployment is
+#: inserted as a Scheduled flow run (with its deployment id and expected start time); the
+#: runner sets this to a one-item list holding that run's id before it runs the script or
+#: notebook. The first top-level run pops the id and records under it, so its states, tasks and
+#: subflows land on the scheduled row (the store keeps the row's deployment id and slot).
+#: Subflows never read it, and the pop makes the adoption happen once even across threads.
+scheduled_run: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "orion_nb_scheduled_run", default=None
+)
+
 _active: dict[str, str] = {}  # top-level flow run id -> name, for the detached-thread warning
 _active_lock = threading.Lock()
 
@@ -213,7 +226,7 @@ def _new_flow_run(
     params: dict[str, Any],
 ) -> tuple[FlowRun, FlowRunContext]:
     view = parent.view if parent is not None else None
-    run = FlowRun(new_id(), name, flow, params, view)
+    run = FlowRun(_adopted_id() if parent is None else new_id(), name, flow, params, view)
     run.parent_run = mirror
     run.tags = current_tags()
     if parent is None:
@@ -258,6 +271,17 @@ def _new_flow_run(
     run.ctx = ctx
     record(run, Pending())
     return run, ctx
+
+
+def _adopted_id() -> str:
+    """The id of the scheduled run this top-level run takes over, else a new id."""
+    slot = scheduled_run.get()
+    if slot:
+        try:
+            return slot.pop()
+        except IndexError:  # another thread adopted it first
+            pass
+    return new_id()
 
 
 def _display_setting() -> str:

@@ -1,18 +1,23 @@
 """Turning a notebook cell into a flow.
 
-The ``%%flow`` magic and the notebook-to-script export both call :func:`cell_flow`, so a cell
-behaves the same in the notebook and in the exported script: the cell body runs in a
-namespace (the notebook's user namespace, or the script's module globals), names it assigns
-stay there for later cells, the value of a trailing expression is the flow's result, and a
-cell with top-level ``await`` becomes an async flow.
+The ``%%flow`` magic calls :func:`cell_flow`: the cell body runs in the notebook's user
+namespace, names it assigns stay there for later cells, the value of a trailing expression is
+the flow's result, and a cell with top-level ``await`` becomes an async flow. The script export
+(:mod:`orion_nb.export.script`) writes the same thing as a ``@flow`` function whose body
+declares those names ``global``; both read the magic's line with :func:`parse_flow_line`.
+
+A cell body may use IPython syntax (``!cmd``, ``%time``) as any cell can: when it is not plain
+Python, :func:`compile_cell` runs IPython's own input transformers on it first.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import keyword
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,9 @@ __all__ = [
     "cell_flow",
     "compile_cell",
     "default_flow_name",
+    "flow_line_parser",
+    "options_from_namespace",
+    "parse_flow_line",
     "parse_param",
 ]
 
@@ -57,9 +65,19 @@ class CompiledCell:
 def compile_cell(source: str, filename: str = "<cell>") -> CompiledCell:
     """Compile a cell, splitting off a trailing expression so its value can be returned.
 
-    Raises ``SyntaxError`` with the cell's own line numbers.
+    Raises ``SyntaxError`` with the cell's own line numbers. A body that is not plain Python
+    is first given to IPython's input transformers (``!cmd`` becomes
+    ``get_ipython().system(...)``), as the kernel does for any cell.
     """
-    tree = ast.parse(source, filename=filename, mode="exec")
+    try:
+        tree = ast.parse(source, filename=filename, mode="exec")
+    except SyntaxError:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        transformed = TransformerManager().transform_cell(source)
+        if transformed == source or transformed == source + "\n":
+            raise
+        tree = ast.parse(transformed, filename=filename, mode="exec")
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         tail = tree.body.pop()
@@ -86,6 +104,71 @@ def parse_param(text: str) -> tuple[str, Any]:
     except (ValueError, SyntaxError):
         value = raw
     return key, value
+
+
+class _LineError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print and exit
+        raise _LineError(message)
+
+
+def flow_line_parser() -> argparse.ArgumentParser:
+    """The options of the ``%%flow`` line, as the magic declares them (a test keeps them equal)."""
+    p = _Parser(prog="%%flow", add_help=False)
+    p.add_argument("name", nargs="?", default=None)
+    p.add_argument("--retries", type=int, default=0)
+    p.add_argument("--retry-delay", type=float, default=0.0)
+    p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--param", action="append", default=[])
+    p.add_argument("--task-runner", default="threads", choices=["threads", "sequential"])
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def parse_flow_line(line: str, default_name: str) -> CellFlowOptions:
+    """The options of a ``%%flow`` line; raises ``ValueError`` with the reason."""
+    try:
+        args = flow_line_parser().parse_args(shlex.split(line))
+    except _LineError as exc:
+        raise ValueError(f"%%flow {line.strip()}: {exc}") from None
+    return options_from_namespace(args, args.name or default_name)
+
+
+def options_from_namespace(args: argparse.Namespace, name: str) -> CellFlowOptions:
+    """Check parsed ``%%flow`` options (the magic's or :func:`flow_line_parser`'s).
+
+    Raises
+    ------
+    ValueError
+        With a sentence saying which option is wrong and what it accepts.
+    """
+    if args.retries < 0:
+        raise ValueError(f"--retries must be 0 or more, not {args.retries}.")
+    if args.retry_delay < 0:
+        raise ValueError(f"--retry-delay must be 0 or more seconds, not {args.retry_delay}.")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, not {args.timeout}.")
+    params: dict[str, Any] = {}
+    for text in args.param:
+        try:
+            key, value = parse_param(text)
+        except ParameterError as exc:
+            raise ValueError(str(exc)) from None
+        params[key] = value
+    return CellFlowOptions(
+        name=name,
+        retries=args.retries,
+        retry_delay_seconds=args.retry_delay,
+        timeout_seconds=args.timeout,
+        tags=list(args.tag),
+        parameters=params,
+        task_runner=args.task_runner,
+        quiet=args.quiet,
+    )
 
 
 def default_flow_name(notebook: str | None, cell_key: str | None) -> str:

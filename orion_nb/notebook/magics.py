@@ -19,8 +19,13 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from rich.console import Console
 
 from orion_nb import _terminal as tables
-from orion_nb.errors import OrionNBError, ParameterError
-from orion_nb.export.cells import CellFlowOptions, cell_flow, default_flow_name, parse_param
+from orion_nb.errors import OrionNBError
+from orion_nb.export.cells import (
+    CellFlowOptions,
+    cell_flow,
+    default_flow_name,
+    options_from_namespace,
+)
 
 __all__ = ["OrionMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -116,33 +121,14 @@ class OrionMagics(Magics):
         return f(**options.parameters)
 
     def options_from_args(self, args: argparse.Namespace) -> CellFlowOptions:
-        if args.retries < 0:
-            raise UsageError(f"--retries must be 0 or more, not {args.retries}.")
-        if args.retry_delay < 0:
-            raise UsageError(f"--retry-delay must be 0 or more seconds, not {args.retry_delay}.")
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}.")
-        params: dict[str, Any] = {}
-        for text in args.param:
-            try:
-                key, value = parse_param(text)
-            except ParameterError as exc:
-                raise UsageError(str(exc)) from None
-            params[key] = value
         name = args.name
         if name is None:
             key = (self._cell_id or "")[:8] or str(getattr(self.shell, "execution_count", "") or "")
             name = default_flow_name(_notebook_path(self.shell), key)
-        return CellFlowOptions(
-            name=name,
-            retries=args.retries,
-            retry_delay_seconds=args.retry_delay,
-            timeout_seconds=args.timeout,
-            tags=list(args.tag),
-            parameters=params,
-            task_runner=args.task_runner,
-            quiet=args.quiet,
-        )
+        try:  # the export reads a %%flow line with the same checks
+            return options_from_namespace(args, name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     def _filename(self, cell: str) -> str:
         compiler = getattr(self.shell, "compile", None)

@@ -9,6 +9,9 @@ that tests read without a database or a process table.
 The decision, in order:
 
 1. A finished run is never touched: its end was recorded by the process that ran it.
+   Neither is a scheduled run no process has claimed yet (no host, no pid): it is a
+   deployment's slot waiting for its time, created ahead on purpose (the scheduler marks it
+   Late or skips it, see ``export/``), not a run whose process was lost.
 2. A run of this very process is alive.
 3. A run of this host whose pid is gone is crashed. If the pid is alive but started at a
    different time than the run's process (``pid_start``), the pid was reused (in a container
@@ -93,6 +96,8 @@ def detect_crashed_runs(
     for run in runs:
         if run.state_type in _TERMINAL:
             continue
+        if run.state_type == "SCHEDULED" and run.host is None and run.pid is None:
+            continue  # an unclaimed slot: no process was ever meant to run it yet
         if run.host == host and run.pid == pid and run.pid_start in (None, pid_start):
             continue
         quiet = run.last_seen is not None and now - run.last_seen > grace

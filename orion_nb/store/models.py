@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -217,6 +218,17 @@ class Deployment(Base):
     parameters: Mapped[Any] = mapped_column(JSONType, default=dict)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # --- issue 8: deployments served by `orion-nb serve` -----------------------------------
+    # `schedule` above is the human description; these columns are what the scheduler reads,
+    # so every serve process derives exactly the same slots (see orion_nb.export.schedules)
+    cron: Mapped[str | None] = mapped_column(Text)
+    interval_seconds: Mapped[float | None] = mapped_column(Float)
+    timezone: Mapped[str | None] = mapped_column(Text)
+    anchor: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- end issue 8 ----------------------------------------------------------------------
 
 
 class WriteBatch(Base):

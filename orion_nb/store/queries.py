@@ -18,7 +18,15 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import String, desc, select, type_coerce
 
-from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput, UTCDateTime
+from orion_nb.store.models import (
+    Deployment,
+    FlowRun,
+    Log,
+    StateRow,
+    TaskRun,
+    TaskRunInput,
+    UTCDateTime,
+)
 
 # a sync Engine for SQLite (read through the driver), an AsyncEngine for Postgres
 AnyEngine = Any
@@ -222,6 +230,8 @@ _FLOW_COLS = [
     "created",
     "heartbeat_at",
     "message",
+    "expected_start_time",  # issue 8: the scheduled slot of a deployment's run
+    "output_path",  # issue 8: the executed notebook a run left behind
 ]
 _TASK_COLS = [
     "id",
@@ -241,7 +251,15 @@ _TASK_COLS = [
     "created",
     "message",
 ]
-_TIME = ["start_time", "end_time", "created", "heartbeat_at", "cache_expiration", "timestamp"]
+_TIME = [
+    "start_time",
+    "end_time",
+    "created",
+    "heartbeat_at",
+    "cache_expiration",
+    "timestamp",
+    "expected_start_time",
+]
 
 
 def _state_filter(stmt: Any, model: Any, state: Any) -> Any:
@@ -266,8 +284,14 @@ async def flow_runs(
     since: datetime | None = None,
     limit: int | None = None,
     ids: list[str] | None = None,
+    deployment: str | None = None,
 ) -> pd.DataFrame:
-    stmt = select(*_cols(engine, FlowRun, _FLOW_COLS))
+    # issue 8: the deployment's name next to its id (None for runs started by hand)
+    stmt = select(
+        *_cols(engine, FlowRun, _FLOW_COLS), Deployment.name.label("deployment")
+    ).outerjoin(Deployment, Deployment.id == FlowRun.deployment_id)
+    if deployment is not None:
+        stmt = stmt.where(Deployment.name == deployment)
     if flow_name is not None:
         stmt = stmt.where(FlowRun.flow_name == flow_name)
     if ids is not None:

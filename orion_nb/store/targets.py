@@ -37,6 +37,19 @@ __all__ = ["PostgresTarget", "RowError", "SQLiteTarget", "classify"]
 
 _UPDATABLE = ("state_type", "state_name", "start_time", "end_time", "run_count", "message")
 _TASK_UPDATABLE = (*_UPDATABLE, "cache_key", "cache_expiration", "result_ref")
+# a flow run may take over a row created ahead of time (a deployment's scheduled slot, see
+# store/deployments.py): the engine's own record of who runs it and with what wins, while the
+# row keeps its deployment id and slot (not in this list)
+_FLOW_UPDATABLE = (
+    *_UPDATABLE,
+    "flow_name",
+    "name",
+    "parameters",
+    "source",
+    "host",
+    "pid",
+    "pid_start",
+)
 _EDGE_COLS = ("task_run_id", "upstream_task_run_id", "parameter")
 _LOG_COLS = ("flow_run_id", "task_run_id", "level", "timestamp", "message")
 # SQLite's limit on bound parameters per statement (3.32 and later)
@@ -167,7 +180,7 @@ def _statements(dialect_name: str) -> dict[str, Any]:
     table: Any
     cols: tuple[str, ...]
     for key, table, cols in (
-        ("flow", FlowRun.__table__, _UPDATABLE),
+        ("flow", FlowRun.__table__, _FLOW_UPDATABLE),
         ("task", TaskRun.__table__, _TASK_UPDATABLE),
     ):
         stmt = ins(table)

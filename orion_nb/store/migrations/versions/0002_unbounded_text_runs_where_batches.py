@@ -9,6 +9,8 @@
   user's code ran, and crash detection for standalone task runs.
 - ``write_batches``: one row per committed write transaction, so a batch is never written
   twice (a lost commit acknowledgement, a journal replay).
+- ``deployments`` (issue 8): the schedule as the scheduler reads it (``cron``,
+  ``interval_seconds``, ``timezone``, ``anchor``), ``created`` and ``updated``.
 
 Revision ID: 0002
 Revises: 0001
@@ -83,8 +85,23 @@ def upgrade() -> None:
             batch_op.f("ix_write_batches__written_at"), ["written_at"], unique=False
         )
 
+    # --- issue 8: deployments served by `orion-nb serve` -----------------------------------
+    with op.batch_alter_table("deployments") as batch_op:
+        batch_op.add_column(sa.Column("cron", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("interval_seconds", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("timezone", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("anchor", _ts(), nullable=True))
+        batch_op.add_column(sa.Column("created", _ts(), nullable=True))
+        batch_op.add_column(sa.Column("updated", _ts(), nullable=True))
+    # --- end issue 8 ----------------------------------------------------------------------
+
 
 def downgrade() -> None:
+    # --- issue 8 ---------------------------------------------------------------------------
+    with op.batch_alter_table("deployments") as batch_op:
+        for col in ("updated", "created", "anchor", "timezone", "interval_seconds", "cron"):
+            batch_op.drop_column(col)
+    # --- end issue 8 ----------------------------------------------------------------------
     with op.batch_alter_table("write_batches") as batch_op:
         batch_op.drop_index(batch_op.f("ix_write_batches__written_at"))
     op.drop_table("write_batches")
