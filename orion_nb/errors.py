@@ -13,7 +13,8 @@ Exception tree::
     ├── RunTimeoutError (TimeoutError)  a run exceeded ``timeout_seconds``
     ├── CancelledRun                 the run was cancelled (interrupt, ``cancel()``)
     ├── CrashedRun                   the infrastructure failed while the run was in progress
-    └── MissingResult                a state has no result to return
+    ├── MissingResult                a state has no result to return
+    └── QueryError (ValueError)      a history query got an option it cannot use
 
     OrionNBWarning (UserWarning)    orion_nb's own warnings (errors in its test-suite)
 """
@@ -29,6 +30,7 @@ __all__ = [
     "OrionNBError",
     "OrionNBWarning",
     "ParameterError",
+    "QueryError",
     "RunTimeoutError",
     "UpstreamFailedError",
 ]
@@ -68,6 +70,10 @@ class CrashedRun(OrionNBError):
 
 class MissingResult(OrionNBError):
     """The state holds no result (it was not kept in memory and not persisted)."""
+
+
+class QueryError(OrionNBError, ValueError):
+    """A history query (``flow_runs()``, ``task_runs()``, ...) got an option it cannot use."""
 
 
 class OrionNBWarning(UserWarning):
