@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any, Literal
 
 import numpy as np
@@ -101,8 +102,10 @@ def from_rows(
             )
         elif kind == "json":
             df[name] = decode_json(df[name], immutable=name == "tags")
-        elif kind == "id" and not sqlite:  # asyncpg hands out uuid.UUID objects
-            df[name] = df[name].map(lambda v: None if v is None else str(v))
+        elif kind == "id" and not sqlite:
+            # asyncpg hands out uuid.UUID objects; pandas may have turned a missing one into
+            # NaN, which must stay missing (str() of it would be the id "nan")
+            df[name] = df[name].map(lambda v: None if v is None or v != v else str(v))
     for name, cats in (categories or {}).items():
         codes = pd.Index(cats).get_indexer(df[name].astype(object))
         df[name] = pd.Categorical.from_codes(codes, categories=cats)
@@ -188,6 +191,11 @@ def _column(arr: Any, name: str, kind: str) -> pd.Series:
         raise Unrepresentable(f"column {name!r} holds {arr.type}, not integers")
     if kind in ("text", "id") and not pa.types.is_string(arr.type):
         raise Unrepresentable(f"column {name!r} holds {arr.type}, not text")
+    if kind == "time":
+        # pyarrow would attach zoneinfo's UTC; pandas' own parsing attaches datetime's, and
+        # concatenating frames that differ there silently gives an object column
+        naive = arr.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+        return pd.Series(naive).dt.tz_localize(UTC)
     return arr.to_pandas()
 
 

@@ -201,6 +201,23 @@ async def _frame(
 _RUN_CATEGORIES: frames.Categories = {"state_type": _STATE_TYPES, "state_name": STATE_NAMES}
 
 
+def _newest_first_query(engine: AnyEngine, stmt: Any, model: Any, limit: int | None) -> Any:
+    """Runs newest first; among runs created in the same microsecond, the one recorded last
+    comes first.
+
+    With a limit the database sorts and stops early, along an index whose last column is
+    ``created``. Without one the rows are read last-recorded first (SQLite walks its table
+    backwards; Postgres rows are reversed after reading, see :func:`_runs`) and sorted by
+    ``created`` in memory, which costs nothing when they already are in that order, as in
+    most histories, and is much cheaper than the database's sort on ``created, id``.
+    """
+    if limit is not None:
+        return stmt.order_by(desc(model.created), desc(model.id)).limit(limit)
+    if engine.dialect.name == "sqlite":
+        return stmt.order_by(desc(literal_column(f"{model.__tablename__}.rowid")))
+    return stmt
+
+
 async def _runs(
     engine: AnyEngine,
     stmt: Any,
@@ -209,20 +226,8 @@ async def _runs(
     limit: int | None,
     dtype_backend: str | None,
 ) -> pd.DataFrame:
-    """Runs newest first, with their ``duration``; among runs created in the same
-    microsecond, the one recorded last comes first.
-
-    With a limit the database sorts and stops early, along an index whose last column is
-    ``created``. Without one the rows are read last-recorded first (SQLite walks its table
-    backwards; Postgres rows are reversed after reading) and sorted by ``created`` in
-    memory, which costs nothing when they already are in that order, as in most histories,
-    and is much cheaper than the database's sort on ``created, id`` when they are not.
-    """
+    """The runs of a :func:`_newest_first_query`, newest first, with their ``duration``."""
     sqlite = engine.dialect.name == "sqlite"
-    if limit is not None:
-        stmt = stmt.order_by(desc(model.created), desc(model.id)).limit(limit)
-    elif sqlite:
-        stmt = stmt.order_by(desc(literal_column(f"{model.__tablename__}.rowid")))
     df = await _frame(
         engine,
         stmt,
@@ -327,6 +332,35 @@ def _tags_filter(stmt: Any, tags: str | list[str] | None) -> Any:
     return stmt
 
 
+def flow_runs_query(
+    engine: AnyEngine,
+    flow_name: str | None = None,
+    state: Any = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    ids: list[str] | None = None,
+    *,
+    until: datetime | None = None,
+    deployment_id: str | None = None,
+    tags: str | list[str] | None = None,
+) -> Any:
+    """The SELECT behind :func:`flow_runs` (also what the query-plan tests explain)."""
+    stmt = select(*_cols(engine, FlowRun, _FLOW_COLS))
+    if flow_name is not None:
+        stmt = stmt.where(FlowRun.flow_name == flow_name)
+    if ids is not None:
+        stmt = stmt.where(FlowRun.id.in_(ids))
+    if deployment_id is not None:
+        stmt = stmt.where(FlowRun.deployment_id == deployment_id)
+    stmt = _state_filter(stmt, FlowRun, state)
+    stmt = _tags_filter(stmt, tags)
+    if since is not None:
+        stmt = stmt.where(_at_or_after(engine, FlowRun.created, since))
+    if until is not None:
+        stmt = stmt.where(_at_or_after(engine, FlowRun.created, until, before=True))
+    return _newest_first_query(engine, stmt, FlowRun, limit)
+
+
 async def flow_runs(
     engine: AnyEngine,
     flow_name: str | None = None,
@@ -345,20 +379,42 @@ async def flow_runs(
     ``since`` / ``until``: created at or after / before; ``tags``: carrying all of them.
     """
     _check_dtype_backend(dtype_backend)
-    stmt = select(*_cols(engine, FlowRun, _FLOW_COLS))
-    if flow_name is not None:
-        stmt = stmt.where(FlowRun.flow_name == flow_name)
-    if ids is not None:
-        stmt = stmt.where(FlowRun.id.in_(ids))
-    if deployment_id is not None:
-        stmt = stmt.where(FlowRun.deployment_id == deployment_id)
-    stmt = _state_filter(stmt, FlowRun, state)
-    stmt = _tags_filter(stmt, tags)
-    if since is not None:
-        stmt = stmt.where(_at_or_after(engine, FlowRun.created, since))
-    if until is not None:
-        stmt = stmt.where(_at_or_after(engine, FlowRun.created, until, before=True))
+    stmt = flow_runs_query(
+        engine,
+        flow_name,
+        state,
+        since,
+        limit,
+        ids,
+        until=until,
+        deployment_id=deployment_id,
+        tags=tags,
+    )
     return await _runs(engine, stmt, FlowRun, _FLOW_COLS, limit, dtype_backend)
+
+
+def task_runs_query(
+    engine: AnyEngine,
+    flow_run_id: str | None = None,
+    task_name: str | None = None,
+    state: Any = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    *,
+    until: datetime | None = None,
+) -> Any:
+    """The SELECT behind :func:`task_runs` (also what the query-plan tests explain)."""
+    stmt = select(*_cols(engine, TaskRun, _TASK_COLS))
+    if flow_run_id is not None:
+        stmt = stmt.where(TaskRun.flow_run_id == flow_run_id)
+    if task_name is not None:
+        stmt = stmt.where(TaskRun.task_name == task_name)
+    stmt = _state_filter(stmt, TaskRun, state)
+    if since is not None:
+        stmt = stmt.where(_at_or_after(engine, TaskRun.created, since))
+    if until is not None:
+        stmt = stmt.where(_at_or_after(engine, TaskRun.created, until, before=True))
+    return _newest_first_query(engine, stmt, TaskRun, limit)
 
 
 async def task_runs(
@@ -374,16 +430,7 @@ async def task_runs(
 ) -> pd.DataFrame:
     """Task runs, newest first; every filter is served by an index (issue 11)."""
     _check_dtype_backend(dtype_backend)
-    stmt = select(*_cols(engine, TaskRun, _TASK_COLS))
-    if flow_run_id is not None:
-        stmt = stmt.where(TaskRun.flow_run_id == flow_run_id)
-    if task_name is not None:
-        stmt = stmt.where(TaskRun.task_name == task_name)
-    stmt = _state_filter(stmt, TaskRun, state)
-    if since is not None:
-        stmt = stmt.where(_at_or_after(engine, TaskRun.created, since))
-    if until is not None:
-        stmt = stmt.where(_at_or_after(engine, TaskRun.created, until, before=True))
+    stmt = task_runs_query(engine, flow_run_id, task_name, state, since, limit, until=until)
     return await _runs(engine, stmt, TaskRun, _TASK_COLS, limit, dtype_backend)
 
 
