@@ -54,37 +54,17 @@ def _ts() -> sa.DateTime:
 
 
 # --- issue 11: indexes for the history filters ----------------------------------------------
-# (name, table, columns, partial-index condition or None); models.py declares the same
+# (name, table, columns); models.py declares the same, and which of them are partial
 _INDEXES_11 = (
-    ("ix_flow_runs__flow_name_created", "flow_runs", ["flow_name", "created"], None),
-    ("ix_flow_runs__deployment_id_created", "flow_runs", ["deployment_id", "created"], None),
-    (
-        "ix_flow_runs__state_type_created",
-        "flow_runs",
-        ["state_type", "created"],
-        "state_type != 'COMPLETED'",
-    ),
-    (
-        "ix_flow_runs__state_name_created",
-        "flow_runs",
-        ["state_name", "created"],
-        "state_name != 'Completed'",
-    ),
-    ("ix_task_runs__flow_run_id_created", "task_runs", ["flow_run_id", "created"], None),
-    ("ix_task_runs__task_name_created", "task_runs", ["task_name", "created"], None),
-    (
-        "ix_task_runs__state_type_created",
-        "task_runs",
-        ["state_type", "created"],
-        "state_type != 'COMPLETED'",
-    ),
-    (
-        "ix_task_runs__state_name_created",
-        "task_runs",
-        ["state_name", "created"],
-        "state_name != 'Completed'",
-    ),
-    ("ix_logs__task_run_id", "logs", ["task_run_id"], None),
+    ("ix_flow_runs__flow_name_created", "flow_runs", ["flow_name", "created"]),
+    ("ix_flow_runs__deployment_id_created", "flow_runs", ["deployment_id", "created"]),
+    ("ix_flow_runs__state_type_created", "flow_runs", ["state_type", "created"]),
+    ("ix_flow_runs__state_name_created", "flow_runs", ["state_name", "created"]),
+    ("ix_task_runs__flow_run_id_created", "task_runs", ["flow_run_id", "created"]),
+    ("ix_task_runs__task_name_created", "task_runs", ["task_name", "created"]),
+    ("ix_task_runs__state_type_created", "task_runs", ["state_type", "created"]),
+    ("ix_task_runs__state_name_created", "task_runs", ["state_name", "created"]),
+    ("ix_logs__task_run_id", "logs", ["task_run_id"]),
 )
 # single-column indexes of 0001 that the indexes above make redundant
 _REPLACED_11 = (
@@ -95,12 +75,17 @@ _REPLACED_11 = (
 
 
 def _upgrade_11() -> None:
-    from orion_nb.store.models import FLOW_RUN_TAG_BACKFILL, FLOW_RUN_TAG_TRIGGERS
+    from orion_nb.store.models import (
+        FLOW_RUN_TAG_BACKFILL,
+        FLOW_RUN_TAG_TRIGGERS,
+        PARTIAL_INDEXES,
+    )
 
     dialect = op.get_bind().dialect.name
     for name, table, _cols in _REPLACED_11:
         op.drop_index(name, table_name=table)
-    for name, table, cols, where in _INDEXES_11:
+    for name, table, cols in _INDEXES_11:
+        where = PARTIAL_INDEXES.get(name)
         cond = {} if where is None else {f"{dialect}_where": sa.text(where)}
         op.create_index(name, table, cols, unique=False, **cond)
     op.create_table(
@@ -122,7 +107,7 @@ def _downgrade_11() -> None:
         op.execute(statement)
     op.drop_index("ix_flow_run_tags__tag_flow_run_id", table_name="flow_run_tags")
     op.drop_table("flow_run_tags")
-    for name, table, _cols, _where in reversed(_INDEXES_11):
+    for name, table, _cols in reversed(_INDEXES_11):
         op.drop_index(name, table_name=table)
     for name, table, cols in _REPLACED_11:
         op.create_index(name, table, cols, unique=False)
