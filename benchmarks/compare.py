@@ -47,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -470,7 +471,7 @@ def chart(data: dict[str, Any], path: Path) -> bool:
     ax.set_yscale("log")
     ax.set_ylabel("seconds (median, log scale)")
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([r["label"].replace(": ", ":\n", 1) for r in rows], fontsize=7, wrap=True)
+    ax.set_xticklabels([textwrap.fill(r["label"], 18) for r in rows], fontsize=7)
     ax.legend(frameon=False)
     ax.set_title("Same workloads, fresh processes, runs persisted (lower is better)", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
@@ -493,7 +494,17 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="output directory")
     parser.add_argument("--prefect-python", default=None, help="an interpreter with Prefect")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="only redraw the table and chart of a compare.json written before",
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        data = json.loads(args.render.read_text())
+        args.out.mkdir(parents=True, exist_ok=True)
+        return _write(data, args.out)
     args.only = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = sorted(set(args.only) - set(TOOLS))
     if unknown or not args.only:
@@ -506,9 +517,13 @@ def main() -> int:
     data["summary"] = summary(data)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(data, indent=1))
+    return _write(data, args.out)
+
+
+def _write(data: dict[str, Any], out: Path) -> int:
     table = markdown(data)
-    (args.out / "compare.md").write_text(table)
-    chart(data, args.out / "compare.png")
+    (out / "compare.md").write_text(table)
+    chart(data, out / "compare.png")
     print(table)
     return 0
 

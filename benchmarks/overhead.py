@@ -97,6 +97,7 @@ EXPECTED_KEYS = (
     "history_load_pyarrow_s",
     "history_flow_runs_by_name_ms",
     "history_task_runs_failed_ms",
+    "history_task_runs_crashed_ms",
     "prefect",
 )
 
@@ -728,23 +729,15 @@ def bench_history(rows: int, written: int, repeats: int) -> None:
         put(("task", rid, fid, "step", "bench.step", str(i), f"step-{i}", no_tags, ts))
         put(("state", rid, "task", "PENDING", "Pending", ts, None, None, 0, None))
         put(("state", rid, "task", "RUNNING", "Running", ts + 1e-5, None, None, 1, None))
-        if i % 50 == 49:
-            put(
-                (
-                    "state",
-                    rid,
-                    "task",
-                    "FAILED",
-                    "Failed",
-                    ts + 2e-4,
-                    "ValueError: x",
-                    None,
-                    1,
-                    None,
-                )
-            )
-        else:
-            put(("state", rid, "task", "COMPLETED", "Completed", ts + 2e-4, None, None, 1, None))
+        # one task run in 50 fails; one in 10,000 crashed (what a search must find unscanned)
+        final = (
+            ("FAILED", "Failed", "ValueError: x")
+            if i % 50 == 49
+            else ("CRASHED", "Crashed", "killed")
+            if i % 10_000 == 0
+            else ("COMPLETED", "Completed", None)
+        )
+        put(("state", rid, "task", final[0], final[1], ts + 2e-4, final[2], None, 1, None))
         if i % 20_000 == 19_999:
             w.flush()  # the producer waits here, as a flow's end would
     for fid in flow_ids:

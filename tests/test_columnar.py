@@ -291,3 +291,21 @@ def test_flow_run_tags_follow_every_write_to_flow_runs(db_path: Path):
     con.commit()
     assert tags() == [("a" * 36, "z")]
     con.close()
+
+
+def test_state_names_outside_the_vocabulary_come_back_on_both_paths(
+    history: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    """A run may end in a state named by the user: the name is an extra category, after the
+    known ones, never NaN."""
+    con = sqlite3.connect(history)
+    con.execute("UPDATE task_runs SET state_name = 'Skipped' WHERE rowid IN (1, 2)")
+    con.execute("UPDATE task_runs SET state_name = 'Archived' WHERE rowid = 3")
+    con.commit()
+    con.close()
+    arrow, rows = both_paths(orion_nb.task_runs, caplog, monkeypatch)
+    assert_same_frame(arrow, rows)
+    cats = list(arrow["state_name"].cat.categories)
+    assert cats[: len(queries.STATE_NAMES)] == queries.STATE_NAMES
+    assert cats[len(queries.STATE_NAMES) :] == ["Archived", "Skipped"]
+    assert (arrow["state_name"] == "Skipped").sum() == 2

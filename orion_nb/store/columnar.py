@@ -93,12 +93,7 @@ def fetch(engine: Any, stmt: Any) -> Any:
         if dialect == "sqlite":
             return _fetch_sqlite(engine, stmt)
         return _fetch_postgres(engine, stmt)
-    except (
-        adbc_driver_manager.Error,
-        adbc_driver_manager.dbapi.Error,
-        pa.ArrowException,
-        OSError,
-    ) as exc:
+    except (adbc_driver_manager.Error, pa.ArrowException, OSError) as exc:
         log.debug("columnar read not possible (%s: %s); reading rows", type(exc).__name__, exc)
         return None
 

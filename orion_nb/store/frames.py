@@ -106,10 +106,19 @@ def from_rows(
             # asyncpg hands out uuid.UUID objects; pandas may have turned a missing one into
             # NaN, which must stay missing (str() of it would be the id "nan")
             df[name] = df[name].map(lambda v: None if v is None or v != v else str(v))
-    for name, cats in (categories or {}).items():
-        codes = pd.Index(cats).get_indexer(df[name].astype(object))
-        df[name] = pd.Categorical.from_codes(codes, categories=cats)
+    for name, known in (categories or {}).items():
+        values = df[name].astype(object)
+        cats = _with_extras(known, values.dropna().unique())
+        df[name] = pd.Categorical.from_codes(pd.Index(cats).get_indexer(values), categories=cats)
     return df
+
+
+def _with_extras(known: list[str], present: Any) -> list[str]:
+    """The known categories in their display order, then any other names present, sorted:
+    a run may end in a state named by the user (``Completed(name="Skipped")``) or log at a
+    custom level, and those names must come back, not turn into NaN."""
+    known_set = set(known)
+    return [*known, *sorted(str(v) for v in present if v not in known_set)]
 
 
 # -- the same frame from Arrow ---------------------------------------------------------------------
@@ -163,19 +172,18 @@ def from_arrow(
     return pd.DataFrame(columns, copy=False)
 
 
-def _categorical(arr: Any, cats: list[str]) -> pd.Series:
-    """Codes looked up in C; a value outside ``cats`` is missing, as in :func:`from_rows`."""
+def _categorical(arr: Any, known: list[str]) -> pd.Series:
+    """The categories of :func:`from_rows` (known, then extras), codes looked up in C."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if arr.null_count == len(arr):
-        codes = np.full(len(arr), -1, dtype=np.int64)
-    elif not pa.types.is_string(arr.type):
+        return pd.Series(pd.Categorical.from_codes(np.full(len(arr), -1), categories=known))
+    if not pa.types.is_string(arr.type):
         raise Unrepresentable(f"categories of Arrow type {arr.type}")
-    else:
-        found = pc.index_in(arr, value_set=pa.array(cats, pa.string()))
-        codes = found.fill_null(-1).to_numpy()
-    return pd.Series(pd.Categorical.from_codes(codes, categories=cats))
+    cats = _with_extras(known, pc.unique(arr).drop_null().to_pylist())
+    codes = pc.index_in(arr, value_set=pa.array(cats, pa.string())).fill_null(-1)
+    return pd.Series(pd.Categorical.from_codes(codes.to_numpy(), categories=cats))
 
 
 def _column(arr: Any, name: str, kind: str) -> pd.Series:
