@@ -207,10 +207,13 @@ class Side:
         self.count = 0
 
     def env(self, home: Path) -> dict[str, str]:
+        # as installed tools run: bytecode cached (prepare() writes the caches), so a caller's
+        # PYTHONDONTWRITEBYTECODE does not make every cold start compile sources again
         env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("ORION_NB_", "PREFECT_", "DASK_"))
+            and k != "PYTHONDONTWRITEBYTECODE"
         }
         if self.tool == "orion_nb":
             env["ORION_NB_HOME"] = str(home)
@@ -227,7 +230,9 @@ class Side:
     def prepare(self) -> None:
         """A home with the tool's database created, copied for every sample."""
         self.template.mkdir(parents=True)
-        if self.tool != "dask":
+        if self.tool == "dask":  # no database; this run writes the bytecode caches
+            _run(self.command("cold", 1), self.env(self.template))
+        else:
             _run(self.command("setup", 1), self.env(self.template))
 
     def sample(self, w: Workload, n: int) -> dict[str, Any]:
