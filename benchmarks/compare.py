@@ -220,6 +220,9 @@ class Side:
         elif self.tool == "prefect":
             env["PREFECT_HOME"] = str(home)
             env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no network here
+            # its default 20 s is too short for a first start (migrations) on a busy machine;
+            # the cold start measures how long it takes, not whether it fits in 20 s
+            env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "600"
         return env
 
     def command(self, workload: str, n: int) -> list[str]:

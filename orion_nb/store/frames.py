@@ -309,7 +309,7 @@ def to_pyarrow_backend(df: pd.DataFrame, kinds: Kinds) -> pd.DataFrame:
         elif kind == "int":
             values = col.astype("Int64")
         else:
-            values = [None if v is None or v is np.nan else v for v in col.astype(object)]
+            values = [None if pd.isna(v) else v for v in col.astype(object)]
         out[name] = pd.Series(
             pd.arrays.ArrowExtensionArray(pa.array(values, target)), index=df.index
         )
