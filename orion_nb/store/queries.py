@@ -322,6 +322,17 @@ def _state_filter(stmt: Any, model: Any, state: Any) -> Any:
     return stmt if "Completed" in named else stmt.where(model.state_name != "Completed")
 
 
+def _created_between(
+    engine: AnyEngine, stmt: Any, model: Any, since: datetime | None, until: datetime | None
+) -> Any:
+    """Runs created at or after ``since`` and before ``until`` (naive times are UTC)."""
+    if since is not None:
+        stmt = stmt.where(_at_or_after(engine, model.created, since))
+    if until is not None:
+        stmt = stmt.where(_at_or_after(engine, model.created, until, before=True))
+    return stmt
+
+
 def _tags_filter(stmt: Any, tags: str | list[str] | None) -> Any:
     """Flow runs that carry every one of ``tags`` (through the indexed ``flow_run_tags``)."""
     if tags is None:
@@ -344,7 +355,11 @@ def flow_runs_query(
     deployment_id: str | None = None,
     tags: str | list[str] | None = None,
 ) -> Any:
-    """The SELECT behind :func:`flow_runs` (also what the query-plan tests explain)."""
+    """The SELECT behind :func:`flow_runs` (also what the query-plan tests explain).
+
+    ``since`` / ``until``: created at or after / before; ``tags``: carrying all of them;
+    ``ids``: these runs only (views).
+    """
     stmt = select(*_cols(engine, FlowRun, _FLOW_COLS))
     if flow_name is not None:
         stmt = stmt.where(FlowRun.flow_name == flow_name)
@@ -354,43 +369,18 @@ def flow_runs_query(
         stmt = stmt.where(FlowRun.deployment_id == deployment_id)
     stmt = _state_filter(stmt, FlowRun, state)
     stmt = _tags_filter(stmt, tags)
-    if since is not None:
-        stmt = stmt.where(_at_or_after(engine, FlowRun.created, since))
-    if until is not None:
-        stmt = stmt.where(_at_or_after(engine, FlowRun.created, until, before=True))
+    stmt = _created_between(engine, stmt, FlowRun, since, until)
     return _newest_first_query(engine, stmt, FlowRun, limit)
 
 
 async def flow_runs(
-    engine: AnyEngine,
-    flow_name: str | None = None,
-    state: Any = None,
-    since: datetime | None = None,
-    limit: int | None = None,
-    ids: list[str] | None = None,
-    *,
-    until: datetime | None = None,
-    deployment_id: str | None = None,
-    tags: str | list[str] | None = None,
-    dtype_backend: str | None = None,
+    engine: AnyEngine, *, dtype_backend: str | None = None, **filters: Any
 ) -> pd.DataFrame:
-    """Flow runs, newest first; every filter is served by an index (issue 11).
-
-    ``since`` / ``until``: created at or after / before; ``tags``: carrying all of them.
-    """
+    """Flow runs, newest first; ``filters`` as in :func:`flow_runs_query`, each served by an
+    index (issue 11)."""
     _check_dtype_backend(dtype_backend)
-    stmt = flow_runs_query(
-        engine,
-        flow_name,
-        state,
-        since,
-        limit,
-        ids,
-        until=until,
-        deployment_id=deployment_id,
-        tags=tags,
-    )
-    return await _runs(engine, stmt, FlowRun, _FLOW_COLS, limit, dtype_backend)
+    stmt = flow_runs_query(engine, **filters)
+    return await _runs(engine, stmt, FlowRun, _FLOW_COLS, filters.get("limit"), dtype_backend)
 
 
 def task_runs_query(
@@ -410,28 +400,18 @@ def task_runs_query(
     if task_name is not None:
         stmt = stmt.where(TaskRun.task_name == task_name)
     stmt = _state_filter(stmt, TaskRun, state)
-    if since is not None:
-        stmt = stmt.where(_at_or_after(engine, TaskRun.created, since))
-    if until is not None:
-        stmt = stmt.where(_at_or_after(engine, TaskRun.created, until, before=True))
+    stmt = _created_between(engine, stmt, TaskRun, since, until)
     return _newest_first_query(engine, stmt, TaskRun, limit)
 
 
 async def task_runs(
-    engine: AnyEngine,
-    flow_run_id: str | None = None,
-    task_name: str | None = None,
-    state: Any = None,
-    since: datetime | None = None,
-    limit: int | None = None,
-    *,
-    until: datetime | None = None,
-    dtype_backend: str | None = None,
+    engine: AnyEngine, *, dtype_backend: str | None = None, **filters: Any
 ) -> pd.DataFrame:
-    """Task runs, newest first; every filter is served by an index (issue 11)."""
+    """Task runs, newest first; ``filters`` as in :func:`task_runs_query`, each served by an
+    index (issue 11)."""
     _check_dtype_backend(dtype_backend)
-    stmt = task_runs_query(engine, flow_run_id, task_name, state, since, limit, until=until)
-    return await _runs(engine, stmt, TaskRun, _TASK_COLS, limit, dtype_backend)
+    stmt = task_runs_query(engine, **filters)
+    return await _runs(engine, stmt, TaskRun, _TASK_COLS, filters.get("limit"), dtype_backend)
 
 
 async def states(
