@@ -282,9 +282,15 @@ def _arrow_column(arr: Any, name: str, kind: str) -> pd.Series:
         return _arrow_series(pa.nulls(len(arr), target))
     if kind == "time":
         return _arrow_series(_timestamps(arr))
-    if kind == "json":
-        decoded = _decode_json_array(arr, immutable=True)
-        return _arrow_series(pa.array([None if v is None else list(v) for v in decoded], target))
+    if kind == "json":  # tags: each distinct list built once, then taken by index in C
+        if not pa.types.is_string(arr.type):
+            raise Unrepresentable(f"JSON of Arrow type {arr.type}")
+        encoded = arr.dictionary_encode()
+        lists = [_loads(text, immutable=True) for text in encoded.dictionary.to_pylist()]
+        if any(not isinstance(v, tuple) for v in lists):
+            raise Unrepresentable(f"column {name!r} holds JSON that is not a list")
+        distinct = pa.array([list(v) for v in lists], target)
+        return _arrow_series(distinct.take(encoded.indices))
     try:
         return _arrow_series(arr.cast(target))
     except pa.ArrowException as exc:
