@@ -20,7 +20,8 @@ Exception tree::
     ├── MissingContextError (RuntimeError)  run context asked for outside a run
     ├── MissingResult                a state has no result to return
     ├── ExportError                  a notebook cell has no script equivalent (names the cell)
-    └── DeploymentError              no such deployment, or one that cannot be served
+    ├── DeploymentError              no such deployment, or one that cannot be served
+    └── QueryError (ValueError)      a history query got an option it cannot use
 
     OrionNBWarning (UserWarning)    orion_nb's own warnings (errors in its test-suite)
 
@@ -43,6 +44,7 @@ __all__ = [
     "OrionNBError",
     "OrionNBWarning",
     "ParameterError",
+    "QueryError",
     "RunTimeoutError",
     "ScheduleError",
     "UpstreamFailedError",
@@ -108,6 +110,10 @@ class ExportError(OrionNBError):
 
 class DeploymentError(OrionNBError):
     """A deployment does not exist, or its notebook or script cannot be served."""
+
+
+class QueryError(OrionNBError, ValueError):
+    """A history query (``flow_runs()``, ``task_runs()``, ...) got an option it cannot use."""
 
 
 class OrionNBWarning(UserWarning):

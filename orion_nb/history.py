@@ -101,6 +101,8 @@ def flow_runs(
     since: datetime | None = None,
     limit: int | None = None,
     deployment: str | None = None,
+    *,
+    dtype_backend: str | None = None,
 ) -> pd.DataFrame:
     """One row per flow run, newest first.
 
@@ -119,6 +121,10 @@ def flow_runs(
         At most this many rows.
     deployment
         Only runs of the deployment with this name.
+    dtype_backend
+        ``None`` (the default) for NumPy-backed columns, or ``"pyarrow"`` for
+        ``pd.ArrowDtype`` columns (tags as ``list<string>``), as in ``pandas.read_sql``;
+        needs ``pip install 'orion_nb[arrow]'``.
     """
     return _query(
         "flow_runs",
@@ -127,6 +133,7 @@ def flow_runs(
         since=since,
         limit=limit,
         deployment=deployment,
+        dtype_backend=dtype_backend,
     )
 
 
@@ -136,6 +143,8 @@ def task_runs(
     state: str | list[str] | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    *,
+    dtype_backend: str | None = None,
 ) -> pd.DataFrame:
     """One row per task run, newest first (filters as in :func:`flow_runs`)."""
     return _query(
@@ -145,12 +154,15 @@ def task_runs(
         state=state,
         since=since,
         limit=limit,
+        dtype_backend=dtype_backend,
     )
 
 
-def states(run_id: str | None = None, limit: int | None = None) -> pd.DataFrame:
+def states(
+    run_id: str | None = None, limit: int | None = None, *, dtype_backend: str | None = None
+) -> pd.DataFrame:
     """Every recorded transition, newest first, with the rule that decided it and its reason."""
-    return _query("states", run_id=run_id, limit=limit)
+    return _query("states", run_id=run_id, limit=limit, dtype_backend=dtype_backend)
 
 
 def logs(
@@ -158,10 +170,17 @@ def logs(
     task_run_id: str | None = None,
     level: str | None = None,
     limit: int | None = None,
+    *,
+    dtype_backend: str | None = None,
 ) -> pd.DataFrame:
     """Log records of runs (``get_run_logger()`` and ``log_prints``), newest first."""
     return _query(
-        "logs", flow_run_id=flow_run_id, task_run_id=task_run_id, level=level, limit=limit
+        "logs",
+        flow_run_id=flow_run_id,
+        task_run_id=task_run_id,
+        level=level,
+        limit=limit,
+        dtype_backend=dtype_backend,
     )
 
 

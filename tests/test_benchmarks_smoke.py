@@ -62,3 +62,54 @@ def test_browser_benchmark_quick(tmp_path: Path):
         "poll_10_new_s",
     ):
         assert data[key]["value"] > 0 and data[key]["baseline"] > 0, key
+
+
+def test_compare_quick_orion_nb_only(tmp_path: Path):
+    """compare.py runs every orion_nb workload in fresh processes, checks the runs were
+    recorded, and writes the JSON, the Markdown table and the chart."""
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "compare.py"),
+            "--quick",
+            "--only",
+            "orion_nb",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert set(data["samples"]) == {
+        "cold",
+        "cold_new",
+        "flows",
+        "calls",
+        "submit",
+        "map",
+        "retries",
+    }
+    for key, per_tool in data["samples"].items():
+        assert list(per_tool) == ["orion_nb"], key
+        (sample,) = per_tool["orion_nb"]
+        assert sample["seconds"] > 0 and sample["tree_peak_rss_mb"] > 0, key
+    calls = data["samples"]["calls"]["orion_nb"][0]
+    assert calls["recorded"]["task_runs"] == calls["n"]  # persisted, counted in the file
+    table = (tmp_path / "compare.md").read_text()
+    assert "| 100 sequential task calls in a flow |" in table
+    assert "peak RSS" in table
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_refuses_unknown_tools(tmp_path: Path):
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--only", "airflow"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert "--only takes tools among orion_nb, prefect, dask" in res.stderr

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import String, desc, select, type_coerce
+from sqlalchemy import Integer, String, Uuid, desc, literal_column, select, type_coerce
 
+from orion_nb.errors import QueryError
+from orion_nb.store import columnar, frames
+from orion_nb.store.frames import Kinds
 from orion_nb.store.models import (
     Deployment,
     FlowRun,
+    FlowRunTag,
+    JSONType,
     Log,
     StateRow,
     TaskRun,
@@ -31,7 +36,9 @@ from orion_nb.store.models import (
 # a sync Engine for SQLite (read through the driver), an AsyncEngine for Postgres
 AnyEngine = Any
 
-__all__ = ["STATE_NAMES", "flow_runs", "logs", "states", "task_inputs", "task_runs"]
+__all__ = ["STATE_NAMES", "flow_runs", "logs", "run_tree", "states", "task_inputs", "task_runs"]
+
+log = logging.getLogger("orion_nb.store")
 
 STATE_NAMES = [
     "Scheduled",
@@ -60,7 +67,22 @@ _STATE_TYPES = [
 ]
 
 
-_JSON_COLUMNS = ("parameters", "tags")
+def kinds(model: Any, names: list[str]) -> Kinds:
+    """What each selected column holds, from the model's column types (see ``frames``)."""
+    out: Kinds = {}
+    for n in names:
+        t = getattr(model, n).type
+        if isinstance(t, UTCDateTime):
+            out[n] = "time"
+        elif isinstance(t, JSONType):
+            out[n] = "json"
+        elif isinstance(t, Uuid):
+            out[n] = "id"
+        elif isinstance(t, Integer):
+            out[n] = "int"
+        else:
+            out[n] = "text"
+    return out
 
 
 def _cols(engine: AnyEngine, model: Any, names: list[str]) -> list[Any]:
@@ -74,32 +96,10 @@ def _cols(engine: AnyEngine, model: Any, names: list[str]) -> list[Any]:
     cols = []
     for n in names:
         col = getattr(model, n)
-        if (sqlite and isinstance(col.type, UTCDateTime)) or n in _JSON_COLUMNS:
-            col = type_coerce(col, String).label(n) if sqlite else col
+        if sqlite and isinstance(col.type, (UTCDateTime, JSONType)):
+            col = type_coerce(col, String).label(n)
         cols.append(col)
     return cols
-
-
-def _decode_json(series: pd.Series, immutable: bool) -> pd.Series:
-    """Decode JSON text once per distinct value.
-
-    Tags become tuples, which can safely be shared between rows; dicts (parameters) are
-    copied per row so that editing one cell never changes another.
-    """
-    cache: dict[Any, Any] = {}
-
-    def decode(value: Any) -> Any:
-        if not isinstance(value, str):
-            return tuple(value) if immutable and isinstance(value, list) else value
-        hit = cache.get(value, cache)
-        if hit is cache:
-            hit = json.loads(value)
-            if immutable and isinstance(hit, list):
-                hit = tuple(hit)
-            cache[value] = hit
-        return hit if immutable else (type(hit)(hit) if isinstance(hit, (list, dict)) else hit)
-
-    return series.map(decode)
 
 
 async def _fetch(engine: AnyEngine, stmt: Any) -> tuple[list[str], list[Any]]:
@@ -134,81 +134,138 @@ async def _fetch(engine: AnyEngine, stmt: Any) -> tuple[list[str], list[Any]]:
         return keys, [tuple(r) for r in result.all()]
 
 
-_ID_COLUMNS = (
-    "id",
-    "flow_run_id",
-    "parent_task_run_id",
-    "deployment_id",
-    "run_id",
-    "task_run_id",
-    "upstream_task_run_id",
-)
+# -- issue 11: columnar reads ----------------------------------------------------------------
+# Results bigger than this many rows are read as Arrow when the ADBC drivers are installed
+# (orion_nb[arrow]); smaller ones (a page of runs) are quicker through the row path, which
+# on Postgres reuses the engine's pooled connection.
+COLUMNAR_MIN_LIMIT = 5_000
+# tests switch the columnar path off to compare it with the row path on the same database
+columnar_enabled = True
+DTYPE_BACKENDS = (None, "pyarrow")
 
 
-async def _newest_first(
-    engine: AnyEngine, stmt: Any, model: Any, limit: int | None
+def _check_dtype_backend(dtype_backend: str | None) -> None:
+    if dtype_backend not in DTYPE_BACKENDS:
+        raise QueryError(
+            f"dtype_backend={dtype_backend!r} is not supported; use None (NumPy-backed "
+            "columns, the default) or 'pyarrow' (pandas ArrowDtype columns)."
+        )
+    if dtype_backend == "pyarrow" and not columnar.available("pyarrow"):
+        raise QueryError(
+            "dtype_backend='pyarrow' needs the pyarrow package; install it with "
+            "pip install 'orion_nb[arrow]' (which also makes large reads faster)."
+        )
+
+
+async def _frame(
+    engine: AnyEngine,
+    stmt: Any,
+    kinds: Kinds,
+    *,
+    categories: frames.Categories | None = None,
+    limit: int | None = None,
+    newest_first: frames.Arrival | None = None,
+    dtype_backend: str | None = None,
 ) -> pd.DataFrame:
-    """Runs newest first. With a limit the database sorts (and stops early); without one the
-    rows are read in table order and sorted in pandas, which for a million rows is much
-    faster than SQLite's sort on (created, id)."""
-    if limit is not None:
-        stmt = stmt.order_by(desc(model.created), desc(model.id)).limit(limit)
-        return await _frame(engine, stmt, _TIME)
-    df = await _frame(engine, stmt, _TIME)
-    # table order is insertion order: reversed, it breaks ties in `created` newest first
-    return (
-        df.iloc[::-1].sort_values("created", ascending=False, kind="stable").reset_index(drop=True)
-    )
+    """The frame of ``stmt``: columnar when it may be large and the drivers are there,
+    else from rows (the reference conversion, also the fallback of the columnar path).
 
-
-async def _frame(engine: AnyEngine, stmt: Any, time_cols: list[str]) -> pd.DataFrame:
+    ``newest_first``: sort the rows here, newest ``created`` first (see
+    :func:`frames.newest_first` for what ``"read"`` and ``"reversed"`` mean).
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    pyarrow_backend = dtype_backend == "pyarrow"
+    if columnar_enabled and (limit is None or limit > COLUMNAR_MIN_LIMIT):
+        table = await asyncio.to_thread(columnar.fetch, engine, stmt)
+        if table is not None:
+            try:
+                df = frames.from_arrow(
+                    table,
+                    kinds,
+                    sqlite=sqlite,
+                    categories=categories,
+                    newest_first=newest_first,
+                    pyarrow_backend=pyarrow_backend,
+                )
+                log.debug("read %d rows as Arrow", len(df))
+                return df
+            except frames.Unrepresentable as exc:
+                log.debug("columnar frame not possible (%s); reading rows", exc)
     # millions of small tuples would trigger the cyclic GC again and again; none are cycles
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return await _build_frame(engine, stmt, time_cols)
+        _keys, rows = await _fetch(engine, stmt)
+        df = frames.from_rows(rows, kinds, sqlite=sqlite, categories=categories)
     finally:
         if enabled:
             gc.enable()
+    if newest_first is not None:
+        df = frames.newest_first(df, newest_first)
+    return frames.to_pyarrow_backend(df, kinds) if pyarrow_backend else df
 
 
-async def _build_frame(engine: AnyEngine, stmt: Any, time_cols: list[str]) -> pd.DataFrame:
-    keys, rows = await _fetch(engine, stmt)
-    df = pd.DataFrame.from_records(rows, columns=keys)
+_RUN_CATEGORIES: frames.Categories = {"state_type": _STATE_TYPES, "state_name": STATE_NAMES}
+
+
+def _newest_first_query(engine: AnyEngine, stmt: Any, model: Any, limit: int | None) -> Any:
+    """Runs newest first; among runs created in the same microsecond, the one recorded last
+    comes first.
+
+    With a limit the database sorts and stops early, along an index whose last column is
+    ``created``. Without one the rows are read last-recorded first (SQLite walks its table
+    backwards; Postgres rows are reversed after reading, see :func:`_runs`) and sorted by
+    ``created`` in memory, which costs nothing when they already are in that order, as in
+    most histories, and is much cheaper than the database's sort on ``created, id``.
+    """
+    if limit is not None:
+        return stmt.order_by(desc(model.created), desc(model.id)).limit(limit)
+    if engine.dialect.name == "sqlite":
+        return stmt.order_by(desc(literal_column(f"{model.__tablename__}.rowid")))
+    return stmt
+
+
+async def _runs(
+    engine: AnyEngine,
+    stmt: Any,
+    model: Any,
+    names: list[str],
+    limit: int | None,
+    dtype_backend: str | None,
+) -> pd.DataFrame:
+    """The runs of a :func:`_newest_first_query`, newest first, with their ``duration``."""
     sqlite = engine.dialect.name == "sqlite"
-    for c in time_cols:
-        if c in df:
-            # SQLite holds SQLAlchemy's DATETIME text: one exact format, parsed in C
-            fmt = "%Y-%m-%d %H:%M:%S.%f" if sqlite else "ISO8601"
-            df[c] = pd.to_datetime(df[c], utc=True, format=fmt)
-    for c in _JSON_COLUMNS:
-        if c in df:
-            df[c] = _decode_json(df[c], immutable=c == "tags")
-    if not sqlite:  # asyncpg hands out uuid.UUID objects; ids are text everywhere else
-        for c in _ID_COLUMNS:
-            if c in df:
-                df[c] = df[c].map(lambda v: None if v is None else str(v))
+    df = await _frame(
+        engine,
+        stmt,
+        kinds(model, names),
+        categories=_RUN_CATEGORIES,
+        limit=limit,
+        newest_first=None if limit is not None else "read" if sqlite else "reversed",
+        dtype_backend=dtype_backend,
+    )
+    return _with_duration(df)
+
+
+def _with_duration(df: pd.DataFrame) -> pd.DataFrame:
+    df["duration"] = df["end_time"] - df["start_time"]
     return df
 
 
 def _since(engine: AnyEngine, col: Any, since: datetime) -> Any:
+    """``col >= since`` (the history browser's filters use it too)."""
+    return _at_or_after(engine, col, since)
+
+
+def _at_or_after(engine: AnyEngine, col: Any, when: datetime, *, before: bool = False) -> Any:
+    """``col >= when`` (or ``col < when`` with ``before``), usable by an index on ``col``."""
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
     if engine.dialect.name == "sqlite":
         # stored as naive-UTC text, which sorts chronologically
-        aware = since if since.tzinfo else since.replace(tzinfo=UTC)
-        return type_coerce(col, String) >= aware.astimezone(UTC).replace(tzinfo=None).isoformat(
-            " ", "microseconds"
-        )
-    return col >= since
-
-
-def _finish_runs(df: pd.DataFrame) -> pd.DataFrame:
-    if "start_time" in df and "end_time" in df:
-        df["duration"] = df["end_time"] - df["start_time"]
-    if "state_name" in df:
-        df["state_name"] = _categorical(df["state_name"], STATE_NAMES)
-    if "state_type" in df:
-        df["state_type"] = pd.Categorical(df["state_type"], categories=_STATE_TYPES)
-    return df
+        text_col = type_coerce(col, String)
+        bound = aware.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return text_col < bound if before else text_col >= bound
+    return col < aware if before else col >= aware
 
 
 _FLOW_COLS = [
@@ -230,8 +287,8 @@ _FLOW_COLS = [
     "created",
     "heartbeat_at",
     "message",
-    "expected_start_time",  # issue 8: the scheduled slot of a deployment's run
-    "output_path",  # issue 8: the executed notebook a run left behind
+    "expected_start_time",  # the scheduled slot of a deployment's run
+    "output_path",  # the executed notebook a scheduled run left behind
 ]
 _TASK_COLS = [
     "id",
@@ -251,100 +308,169 @@ _TASK_COLS = [
     "created",
     "message",
 ]
-_TIME = [
-    "start_time",
-    "end_time",
-    "created",
-    "heartbeat_at",
-    "cache_expiration",
-    "timestamp",
-    "expected_start_time",
-]
+_STATE_COLS = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
+_LOG_COLS = ["id", "flow_run_id", "task_run_id", "level", "timestamp", "message"]
+_INPUT_COLS = ["task_run_id", "upstream_task_run_id", "parameter"]
+_LOG_CATEGORIES: frames.Categories = {"level": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}
 
 
 def _state_filter(stmt: Any, model: Any, state: Any) -> Any:
+    """Runs in any of the given state types (upper case) or state names.
+
+    A filter of types only, or of names only, that leaves out the completed ones also says so
+    explicitly (``state_type <> 'COMPLETED'`` / ``state_name <> 'Completed'``): always true
+    for the rows it selects, it lets the database use the partial state indexes, which leave
+    out the completed runs that make up most of a history (see ``models.py``, issue 11).
+    """
     if state is None:
         return stmt
     values = [state] if isinstance(state, str) else list(state)
     upper = [v for v in values if v.upper() == v]
     named = [v for v in values if v.upper() != v]
-    cond = None
+    if upper and named:
+        return stmt.where(model.state_type.in_(upper) | model.state_name.in_(named))
     if upper:
-        cond = model.state_type.in_(upper)
-    if named:
-        c2 = model.state_name.in_(named)
-        cond = c2 if cond is None else (cond | c2)
-    return stmt.where(cond)
+        stmt = stmt.where(model.state_type.in_(upper))
+        return stmt if "COMPLETED" in upper else stmt.where(model.state_type != "COMPLETED")
+    stmt = stmt.where(model.state_name.in_(named))
+    return stmt if "Completed" in named else stmt.where(model.state_name != "Completed")
 
 
-async def flow_runs(
+def _created_between(
+    engine: AnyEngine, stmt: Any, model: Any, since: datetime | None, until: datetime | None
+) -> Any:
+    """Runs created at or after ``since`` and before ``until`` (naive times are UTC)."""
+    if since is not None:
+        stmt = stmt.where(_at_or_after(engine, model.created, since))
+    if until is not None:
+        stmt = stmt.where(_at_or_after(engine, model.created, until, before=True))
+    return stmt
+
+
+def _tags_filter(stmt: Any, tags: str | list[str] | None) -> Any:
+    """Flow runs that carry every one of ``tags`` (through the indexed ``flow_run_tags``)."""
+    if tags is None:
+        return stmt
+    for tag in [tags] if isinstance(tags, str) else list(tags):
+        tagged = select(FlowRunTag.flow_run_id).where(FlowRunTag.tag == tag)
+        stmt = stmt.where(FlowRun.id.in_(tagged))
+    return stmt
+
+
+def flow_runs_query(
     engine: AnyEngine,
     flow_name: str | None = None,
     state: Any = None,
     since: datetime | None = None,
     limit: int | None = None,
     ids: list[str] | None = None,
-    deployment: str | None = None,
-) -> pd.DataFrame:
-    # issue 8: the deployment's name next to its id (None for runs started by hand)
-    stmt = select(
-        *_cols(engine, FlowRun, _FLOW_COLS), Deployment.name.label("deployment")
-    ).outerjoin(Deployment, Deployment.id == FlowRun.deployment_id)
-    if deployment is not None:
-        stmt = stmt.where(Deployment.name == deployment)
+    *,
+    until: datetime | None = None,
+    deployment_id: str | None = None,
+    tags: str | list[str] | None = None,
+) -> Any:
+    """The SELECT behind :func:`flow_runs` (also what the query-plan tests explain).
+
+    ``since`` / ``until``: created at or after / before; ``tags``: carrying all of them;
+    ``ids``: these runs only (views).
+    """
+    stmt = select(*_cols(engine, FlowRun, _FLOW_COLS))
     if flow_name is not None:
         stmt = stmt.where(FlowRun.flow_name == flow_name)
     if ids is not None:
         stmt = stmt.where(FlowRun.id.in_(ids))
+    if deployment_id is not None:
+        stmt = stmt.where(FlowRun.deployment_id == deployment_id)
     stmt = _state_filter(stmt, FlowRun, state)
-    if since is not None:
-        stmt = stmt.where(_since(engine, FlowRun.created, since))
-    return _finish_runs(await _newest_first(engine, stmt, FlowRun, limit))
+    stmt = _tags_filter(stmt, tags)
+    stmt = _created_between(engine, stmt, FlowRun, since, until)
+    return _newest_first_query(engine, stmt, FlowRun, limit)
 
 
-async def task_runs(
+async def flow_runs(
+    engine: AnyEngine,
+    *,
+    dtype_backend: str | None = None,
+    deployment: str | None = None,
+    **filters: Any,
+) -> pd.DataFrame:
+    """Flow runs, newest first; ``filters`` as in :func:`flow_runs_query`, each served by an
+    index (issue 11).
+
+    ``deployment``: only runs of the deployment with this name. Every frame has a
+    ``deployment`` column with the deployment's name (None for runs started by hand), looked
+    up once per distinct deployment rather than joined row by row.
+    """
+    _check_dtype_backend(dtype_backend)
+    names = await _deployment_names(engine)
+    if deployment is not None:
+        ids = [i for i, n in names.items() if n == deployment]
+        # no such deployment: an id no run has, so the frame is empty with the usual columns
+        filters["deployment_id"] = ids[0] if ids else "00000000-0000-0000-0000-000000000000"
+    stmt = flow_runs_query(engine, **filters)
+    df = await _runs(engine, stmt, FlowRun, _FLOW_COLS, filters.get("limit"), dtype_backend)
+    ids_col = df["deployment_id"].astype(object)
+    df["deployment"] = [names.get(str(i)) if isinstance(i, str) else None for i in ids_col]
+    return df
+
+
+async def _deployment_names(engine: AnyEngine) -> dict[str, str]:
+    _keys, rows = await _fetch(engine, select(Deployment.id, Deployment.name))
+    return {str(i): str(n) for i, n in rows}
+
+
+def task_runs_query(
     engine: AnyEngine,
     flow_run_id: str | None = None,
     task_name: str | None = None,
     state: Any = None,
     since: datetime | None = None,
     limit: int | None = None,
-) -> pd.DataFrame:
+    *,
+    until: datetime | None = None,
+) -> Any:
+    """The SELECT behind :func:`task_runs` (also what the query-plan tests explain)."""
     stmt = select(*_cols(engine, TaskRun, _TASK_COLS))
     if flow_run_id is not None:
         stmt = stmt.where(TaskRun.flow_run_id == flow_run_id)
     if task_name is not None:
         stmt = stmt.where(TaskRun.task_name == task_name)
     stmt = _state_filter(stmt, TaskRun, state)
-    if since is not None:
-        stmt = stmt.where(_since(engine, TaskRun.created, since))
-    return _finish_runs(await _newest_first(engine, stmt, TaskRun, limit))
+    stmt = _created_between(engine, stmt, TaskRun, since, until)
+    return _newest_first_query(engine, stmt, TaskRun, limit)
+
+
+async def task_runs(
+    engine: AnyEngine, *, dtype_backend: str | None = None, **filters: Any
+) -> pd.DataFrame:
+    """Task runs, newest first; ``filters`` as in :func:`task_runs_query`, each served by an
+    index (issue 11)."""
+    _check_dtype_backend(dtype_backend)
+    stmt = task_runs_query(engine, **filters)
+    return await _runs(engine, stmt, TaskRun, _TASK_COLS, filters.get("limit"), dtype_backend)
 
 
 async def states(
-    engine: AnyEngine, run_id: str | None = None, limit: int | None = None
+    engine: AnyEngine,
+    run_id: str | None = None,
+    limit: int | None = None,
+    *,
+    dtype_backend: str | None = None,
 ) -> pd.DataFrame:
-    names = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
-    stmt = select(*_cols(engine, StateRow, names)).order_by(desc(StateRow.id))
+    _check_dtype_backend(dtype_backend)
+    stmt = select(*_cols(engine, StateRow, _STATE_COLS)).order_by(desc(StateRow.id))
     if run_id is not None:
         stmt = stmt.where(StateRow.run_id == run_id)
     if limit is not None:
         stmt = stmt.limit(limit)
-    df = await _frame(engine, stmt, _TIME)
-    df["name"] = _categorical(df["name"], STATE_NAMES)
-    return df
-
-
-async def flow_states(engine: AnyEngine, flow_run_id: str) -> pd.DataFrame:
-    """Every transition of a flow run and of its task runs, oldest first (for views)."""
-    names = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
-    task_ids = select(TaskRun.id).where(TaskRun.flow_run_id == flow_run_id)
-    stmt = (
-        select(*_cols(engine, StateRow, names))
-        .where((StateRow.run_id == flow_run_id) | StateRow.run_id.in_(task_ids))
-        .order_by(StateRow.id)
+    return await _frame(
+        engine,
+        stmt,
+        kinds(StateRow, _STATE_COLS),
+        categories={"name": STATE_NAMES},
+        limit=limit,
+        dtype_backend=dtype_backend,
     )
-    return await _frame(engine, stmt, _TIME)
 
 
 async def logs(
@@ -353,9 +479,11 @@ async def logs(
     task_run_id: str | None = None,
     level: str | None = None,
     limit: int | None = None,
+    *,
+    dtype_backend: str | None = None,
 ) -> pd.DataFrame:
-    names = ["id", "flow_run_id", "task_run_id", "level", "timestamp", "message"]
-    stmt = select(*_cols(engine, Log, names)).order_by(desc(Log.id))
+    _check_dtype_backend(dtype_backend)
+    stmt = select(*_cols(engine, Log, _LOG_COLS)).order_by(desc(Log.id))
     if flow_run_id is not None:
         stmt = stmt.where(Log.flow_run_id == flow_run_id)
     if task_run_id is not None:
@@ -364,9 +492,14 @@ async def logs(
         stmt = stmt.where(Log.level == level.upper())
     if limit is not None:
         stmt = stmt.limit(limit)
-    df = await _frame(engine, stmt, _TIME)
-    df["level"] = _categorical(df["level"], ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
-    return df
+    return await _frame(
+        engine,
+        stmt,
+        kinds(Log, _LOG_COLS),
+        categories=_LOG_CATEGORIES,
+        limit=limit,
+        dtype_backend=dtype_backend,
+    )
 
 
 async def task_run_counts(engine: AnyEngine, flow_run_ids: list[str]) -> dict[str, int]:
@@ -385,16 +518,14 @@ async def task_run_counts(engine: AnyEngine, flow_run_ids: list[str]) -> dict[st
 
 
 async def task_inputs(engine: AnyEngine, flow_run_id: str | None = None) -> pd.DataFrame:
-    stmt = select(
-        TaskRunInput.task_run_id, TaskRunInput.upstream_task_run_id, TaskRunInput.parameter
-    )
+    stmt = select(*_cols(engine, TaskRunInput, _INPUT_COLS))
     if flow_run_id is not None:
         stmt = stmt.where(
             TaskRunInput.task_run_id.in_(
                 select(TaskRun.id).where(TaskRun.flow_run_id == flow_run_id)
             )
         )
-    return await _frame(engine, stmt, [])
+    return await _frame(engine, stmt, kinds(TaskRunInput, _INPUT_COLS))
 
 
 async def run_tree(engine: AnyEngine, flow_run_id: str) -> dict[str, pd.DataFrame]:
@@ -407,14 +538,18 @@ async def run_tree(engine: AnyEngine, flow_run_id: str) -> dict[str, pd.DataFram
     tasks_frames = []
     while frontier:
         stmt = select(*_cols(engine, TaskRun, _TASK_COLS)).where(TaskRun.flow_run_id.in_(frontier))
-        tasks = _finish_runs(await _frame(engine, stmt, _TIME))
+        tasks = _with_duration(
+            await _frame(engine, stmt, kinds(TaskRun, _TASK_COLS), categories=_RUN_CATEGORIES)
+        )
         tasks_frames.append(tasks)
         if tasks.empty:
             break
         stmt = select(*_cols(engine, FlowRun, _FLOW_COLS)).where(
             FlowRun.parent_task_run_id.in_(list(tasks["id"]))
         )
-        subs = _finish_runs(await _frame(engine, stmt, _TIME))
+        subs = _with_duration(
+            await _frame(engine, stmt, kinds(FlowRun, _FLOW_COLS), categories=_RUN_CATEGORIES)
+        )
         if subs.empty:
             break
         all_flows.append(subs)
@@ -422,29 +557,16 @@ async def run_tree(engine: AnyEngine, flow_run_id: str) -> dict[str, pd.DataFram
     flows = pd.concat(all_flows, ignore_index=True)
     tasks = pd.concat(tasks_frames, ignore_index=True)
     run_ids = list(flows["id"]) + list(tasks["id"])
-    names = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
     stmt = (
-        select(*_cols(engine, StateRow, names))
+        select(*_cols(engine, StateRow, _STATE_COLS))
         .where(StateRow.run_id.in_(run_ids))
         .order_by(StateRow.id)
     )
-    states_df = await _frame(engine, stmt, _TIME)
-    lnames = ["id", "flow_run_id", "task_run_id", "level", "timestamp", "message"]
+    states_df = await _frame(engine, stmt, kinds(StateRow, _STATE_COLS))
     stmt = (
-        select(*_cols(engine, Log, lnames))
+        select(*_cols(engine, Log, _LOG_COLS))
         .where(Log.flow_run_id.in_(list(flows["id"])))
         .order_by(Log.id)
     )
-    logs_df = await _frame(engine, stmt, _TIME)
+    logs_df = await _frame(engine, stmt, kinds(Log, _LOG_COLS))
     return {"flows": flows, "tasks": tasks, "states": states_df, "logs": logs_df}
-
-
-def _categorical(values: Any, known: list[str]) -> Any:
-    """A categorical in the known order, followed by any other names present.
-
-    A run may end in a state named by the user (``Completed(name="Skipped")``) or log at a
-    custom level: those names must come back, not turn into NaN.
-    """
-    present = set(values.dropna().unique())
-    extra = sorted(str(v) for v in present if v not in known)
-    return pd.Categorical(values, categories=[*known, *extra])

@@ -11,6 +11,12 @@
   twice (a lost commit acknowledgement, a journal replay).
 - ``deployments`` (issue 8): the schedule as the scheduler reads it (``cron``,
   ``interval_seconds``, ``timezone``, ``anchor``), ``created`` and ``updated``.
+- Issue 11, indexes for the history filters: flow name, flow run and task name indexed with
+  ``created`` (replacing their single-column indexes), deployment with ``created``, partial
+  state indexes that leave out completed runs, ``logs.task_run_id``, and ``flow_run_tags``
+  (one row per tag of a flow run, kept by triggers on ``flow_runs``, filled from the runs
+  already recorded). A later migration that rebuilds ``flow_runs`` on SQLite (batch mode)
+  drops its triggers with the old table and must create them again.
 
 Revision ID: 0002
 Revises: 0001
@@ -47,6 +53,66 @@ _TEXT = {
 
 def _ts() -> sa.DateTime:
     return sa.DateTime(timezone=True)
+
+
+# --- issue 11: indexes for the history filters ----------------------------------------------
+# (name, table, columns); models.py declares the same, and which of them are partial
+_INDEXES_11 = (
+    ("ix_flow_runs__flow_name_created", "flow_runs", ["flow_name", "created"]),
+    ("ix_flow_runs__deployment_id_created", "flow_runs", ["deployment_id", "created"]),
+    ("ix_flow_runs__state_type_created", "flow_runs", ["state_type", "created"]),
+    ("ix_flow_runs__state_name_created", "flow_runs", ["state_name", "created"]),
+    ("ix_task_runs__flow_run_id_created", "task_runs", ["flow_run_id", "created"]),
+    ("ix_task_runs__task_name_created", "task_runs", ["task_name", "created"]),
+    ("ix_task_runs__state_type_created", "task_runs", ["state_type", "created"]),
+    ("ix_task_runs__state_name_created", "task_runs", ["state_name", "created"]),
+    ("ix_logs__task_run_id", "logs", ["task_run_id"]),
+)
+# single-column indexes of 0001 that the indexes above make redundant
+_REPLACED_11 = (
+    ("ix_flow_runs__flow_name", "flow_runs", ["flow_name"]),
+    ("ix_task_runs__flow_run_id", "task_runs", ["flow_run_id"]),
+    ("ix_task_runs__task_name", "task_runs", ["task_name"]),
+)
+
+
+def _upgrade_11() -> None:
+    from orion_nb.store.models import (
+        FLOW_RUN_TAG_BACKFILL,
+        FLOW_RUN_TAG_TRIGGERS,
+        PARTIAL_INDEXES,
+    )
+
+    dialect = op.get_bind().dialect.name
+    for name, table, _cols in _REPLACED_11:
+        op.drop_index(name, table_name=table)
+    for name, table, cols in _INDEXES_11:
+        where = PARTIAL_INDEXES.get(name)
+        cond = {} if where is None else {f"{dialect}_where": sa.text(where)}
+        op.create_index(name, table, cols, unique=False, **cond)
+    op.create_table(
+        "flow_run_tags",
+        sa.Column("flow_run_id", sa.Uuid(as_uuid=False).with_variant(sa.String(36), "sqlite")),
+        sa.Column("tag", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("flow_run_id", "tag", name=op.f("pk_flow_run_tags")),
+    )
+    op.create_index("ix_flow_run_tags__tag_flow_run_id", "flow_run_tags", ["tag", "flow_run_id"])
+    for statement in FLOW_RUN_TAG_TRIGGERS[dialect]:
+        op.execute(statement)
+    op.execute(FLOW_RUN_TAG_BACKFILL[dialect])
+
+
+def _downgrade_11() -> None:
+    from orion_nb.store.models import FLOW_RUN_TAG_TRIGGERS_DROP
+
+    for statement in FLOW_RUN_TAG_TRIGGERS_DROP[op.get_bind().dialect.name]:
+        op.execute(statement)
+    op.drop_index("ix_flow_run_tags__tag_flow_run_id", table_name="flow_run_tags")
+    op.drop_table("flow_run_tags")
+    for name, table, _cols in reversed(_INDEXES_11):
+        op.drop_index(name, table_name=table)
+    for name, table, cols in _REPLACED_11:
+        op.create_index(name, table, cols, unique=False)
 
 
 def upgrade() -> None:
@@ -95,8 +161,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("updated", _ts(), nullable=True))
     # --- end issue 8 ----------------------------------------------------------------------
 
+    _upgrade_11()
+
 
 def downgrade() -> None:
+    _downgrade_11()
     # --- issue 8 ---------------------------------------------------------------------------
     with op.batch_alter_table("deployments") as batch_op:
         for col in ("updated", "created", "anchor", "timezone", "interval_seconds", "cron"):
