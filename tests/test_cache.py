@@ -476,3 +476,72 @@ def test_a_cached_result_records_its_key_expiry_and_file(orion_home: Path, db_pa
     con.close()
     assert ref == str(orion_home / "results" / f"{key}.pkl") and len(key) == 32
     assert expires is not None
+
+
+def test_an_excluded_parameter_does_not_hide_the_ones_after_it():
+    calls = []
+
+    @task(cache_policy=orion_nb.INPUTS - "a")
+    def step(a, b):
+        calls.append((a, b))
+        return b
+
+    assert step(1, 1) == 1
+    assert step(2, 1) == 1  # only a changed: cached
+    assert step(2, 2) == 2  # b changed: runs
+    assert calls == [(1, 1), (2, 2)]
+
+
+def test_task_input_hash_declines_quietly_for_unhashable_inputs():
+    @task(cache_key_fn=orion_nb.task_input_hash)
+    def add_up(xs):
+        return sum(xs)
+
+    async def agen():
+        yield 1
+
+    with pytest.warns(OrionNBWarning, match=r"parameter 'xs' is a generator"):
+        assert add_up(x for x in [1, 2]) == 3
+    assert not orion_nb.logs()["message"].str.contains("cache_key_fn").any()
+    with pytest.warns(OrionNBWarning, match=r"parameter 'g' is a generator"):
+
+        @task(cache_policy=orion_nb.INPUTS)
+        def first(g):
+            return "ran"
+
+        assert first(agen()) == "ran"
+
+
+def test_policies_name_themselves():
+    assert [repr(p) for p in (orion_nb.FLOW_PARAMETERS, orion_nb.NONE, orion_nb.RUN_ID)] == [
+        "FLOW_PARAMETERS",
+        "NONE",
+        "RUN_ID",
+    ]
+
+
+def test_a_cached_result_that_cannot_be_pickled_warns_with_the_task_and_type():
+    @task(cache_policy=orion_nb.INPUTS)
+    def connect(name):
+        return sqlite3.connect(":memory:")
+
+    with pytest.warns(OrionNBWarning) as caught:
+        connect("a")
+    message = str(caught[0].message)
+    assert message.startswith("Task 'connect' returned a Connection, which cannot be pickled")
+    assert message.endswith("Return picklable data, or set persist_result=False.")
+    # kept in memory: the next call in this process is a cache hit
+    assert isinstance(connect("a"), sqlite3.Connection)
+    assert "Cached" in set(orion_nb.task_runs()["state_name"].astype(str))
+
+
+def test_results_are_persisted_into_a_home_that_does_not_exist_yet(tmp_path: Path):
+    fresh = tmp_path / "not" / "yet" / "there"
+    orion_nb.configure(home=fresh)
+
+    @task(persist_result=True)
+    def make():
+        return 7
+
+    assert make() == 7
+    assert [p.suffix for p in (fresh / "results").iterdir()] == [".pkl"]
