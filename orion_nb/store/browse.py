@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, desc, exists, func, literal, or_, select, type_coerce
+from sqlalchemy import String, desc, func, or_, select, type_coerce
 
-from orion_nb.store.models import Deployment, FlowRun, StateRow, TaskRun, TaskRunInput
+from orion_nb.store.models import Deployment, FlowRun, FlowRunTag, StateRow, TaskRun, TaskRunInput
 from orion_nb.store.queries import AnyEngine, _fetch, _since
 
 __all__ = [
@@ -136,13 +136,11 @@ def _deployment_condition(values: tuple[str, ...]) -> Any:
 
 
 def _tag_condition(engine: AnyEngine, tag: str) -> Any:
-    """The run's JSON ``tags`` list holds ``tag`` (compared as a value, never as a pattern)."""
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import JSONB
+    """The run carries ``tag`` (compared as a value, never as a pattern).
 
-        return type_coerce(FlowRun.tags, JSONB).contains([tag])
-    each = func.json_each(type_coerce(FlowRun.tags, String)).table_valued("value")
-    return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
+    Served by the ``flow_run_tags`` index, which triggers keep in step with ``flow_runs.tags``.
+    """
+    return FlowRun.id.in_(select(FlowRunTag.flow_run_id).where(FlowRunTag.tag == tag))
 
 
 def _ms(value: Any) -> float | None:
