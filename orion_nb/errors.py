@@ -6,7 +6,11 @@ converted at the boundary (``raise OrionNBError(...) from exc``) so users catch 
 Exception tree::
 
     OrionNBError
-    ├── ConfigurationError          bad settings, an unusable database URL
+    ├── ConfigurationError          bad settings, an unusable database URL, an unreachable
+    │                               Dask scheduler
+    ├── MissingDependencyError (ImportError)
+    │                               an optional dependency is not installed (the message
+    │                               names the extra to install)
     ├── DefinitionError (TypeError, ValueError)
     │                               invalid @flow/@task options, decorating a non-callable
     ├── ParameterError (TypeError)   unknown / missing / invalid parameters, .map() mismatch
@@ -16,6 +20,10 @@ Exception tree::
     │                               state returned by the user, a group of failed states)
     ├── CancelledRun                 the run was cancelled (interrupt, ``cancel()``)
     ├── CrashedRun                   the infrastructure failed while the run was in progress
+    │                               (a task runner's worker died, the engine stopped)
+    ├── RemoteTaskError              an exception raised on a process or Dask worker that
+    │                               could not be sent back as itself (its type, message
+    │                               and traceback text are kept)
     ├── MissingContextError (RuntimeError)  run context asked for outside a run
     └── MissingResult                a state has no result to return
 
@@ -34,10 +42,12 @@ __all__ = [
     "DefinitionError",
     "FailedRun",
     "MissingContextError",
+    "MissingDependencyError",
     "MissingResult",
     "OrionNBError",
     "OrionNBWarning",
     "ParameterError",
+    "RemoteTaskError",
     "RunTimeoutError",
     "UpstreamFailedError",
     "describe",
@@ -50,6 +60,10 @@ class OrionNBError(Exception):
 
 class ConfigurationError(OrionNBError):
     """A setting cannot be used (for example a database URL that does not connect)."""
+
+
+class MissingDependencyError(OrionNBError, ImportError):
+    """An optional dependency is needed and not installed (e.g. ``distributed`` for Dask)."""
 
 
 class DefinitionError(OrionNBError, TypeError, ValueError):
@@ -82,6 +96,14 @@ class CancelledRun(OrionNBError):
 
 class CrashedRun(OrionNBError):
     """The run crashed: the infrastructure, not the user's code, failed."""
+
+
+class RemoteTaskError(OrionNBError):
+    """A task raised on a worker, and its exception could not be pickled back to the kernel.
+
+    The message starts with the original exception's type and message; the worker's
+    traceback text is attached as the cause, as for every remote failure.
+    """
 
 
 class MissingContextError(OrionNBError, RuntimeError):

@@ -18,6 +18,8 @@ from orion_nb.errors import ConfigurationError
 __all__ = ["Settings", "configure", "get_settings", "mask_url"]
 
 _DISPLAY_MODES = ("auto", "widget", "text", "none")
+# the names orion_nb.engine.runners.resolve_task_runner accepts (a test keeps them in step)
+_RUNNER_NAMES = ("threads", "thread", "sequential", "processes", "process", "dask")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class Settings:
         Seconds the background writer waits to batch records before writing them.
     persist
         ``ORION_NB_PERSIST``: record runs at all (``0`` disables the store, e.g. for debugging).
+    task_runner
+        ``ORION_NB_TASK_RUNNER``: the task runner of flows that name none (a name such as
+        ``"dask"`` or ``"processes"``, or a runner such as ``DaskTaskRunner(address=...)``);
+        ``None`` means the shared thread pool.
     """
 
     home: Path = field(
@@ -50,13 +56,15 @@ class Settings:
     persist: bool = field(
         default_factory=lambda: os.environ.get("ORION_NB_PERSIST", "1") not in ("0", "false", "no")
     )
+    task_runner: Any = field(default_factory=lambda: os.environ.get("ORION_NB_TASK_RUNNER") or None)
 
     def __repr__(self) -> str:
         # never show a password: this repr is what a notebook displays after configure()
         url = mask_url(self.database_url) if self.database_url else None
+        runner = "" if self.task_runner is None else f", task_runner={self.task_runner!r}"
         return (
             f"Settings(home={str(self.home)!r}, database_url={url!r}, display={self.display!r}, "
-            f"flush_interval={self.flush_interval!r}, persist={self.persist!r})"
+            f"flush_interval={self.flush_interval!r}, persist={self.persist!r}{mask_url(runner)})"
         )
 
     @property
@@ -96,6 +104,7 @@ def configure(
     display: str | None = None,
     flush_interval: float | None = None,
     persist: bool | None = None,
+    task_runner: Any = None,
 ) -> Settings:
     """Change orion_nb's configuration for this process.
 
@@ -113,6 +122,10 @@ def configure(
         Seconds between background writes (batching window).
     persist
         ``False`` turns recording off entirely.
+    task_runner
+        The task runner of every flow that names none: ``"threads"`` (the default),
+        ``"sequential"``, ``"processes"``, ``"dask"``, or a runner such as
+        ``DaskTaskRunner(address="tcp://scheduler:8786")``.
 
     Returns
     -------
@@ -143,6 +156,8 @@ def configure(
         changes["flush_interval"] = float(flush_interval)
     if persist is not None:
         changes["persist"] = bool(persist)
+    if task_runner is not None:
+        changes["task_runner"] = _check_runner(task_runner)
     with _lock:
         old = current
         _settings = replace(current, **changes)
@@ -150,6 +165,22 @@ def configure(
     for listener in list(_listeners):
         listener(old, new)
     return new
+
+
+def _check_runner(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.lower() not in _RUNNER_NAMES:
+            raise ConfigurationError(
+                f"task_runner={value!r} is not a task runner name; use 'threads', 'sequential', "
+                "'processes' or 'dask', or a runner such as DaskTaskRunner(address=...)."
+            )
+        return value.lower()
+    if callable(getattr(value, "open", None)) and callable(getattr(value, "submit", None)):
+        return value  # a TaskRunner or TaskRunner class (checked by duck type: no engine here)
+    raise ConfigurationError(
+        f"task_runner must be a runner name or a TaskRunner such as DaskTaskRunner(...), not "
+        f"{type(value).__name__}."
+    )
 
 
 def on_change(listener: Any) -> None:

@@ -42,7 +42,7 @@ class CellFlowOptions:
     timeout_seconds: float | None = None
     tags: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
-    task_runner: str = "threads"
+    task_runner: str | None = None  # None: the configured default (configure(task_runner=))
     quiet: bool = False
 
 

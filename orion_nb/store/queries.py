@@ -234,6 +234,10 @@ _TASK_COLS = [
     "tags",
     "created",
     "message",
+    # issue 9: where each task run executed (host, pid, and the task runner's worker)
+    "host",
+    "pid",
+    "worker",
 ]
 _TIME = ["start_time", "end_time", "created", "heartbeat_at", "cache_expiration", "timestamp"]
 

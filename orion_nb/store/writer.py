@@ -27,6 +27,7 @@ Event tuples (first item is the kind)::
     ("edge",  task_run_id, upstream_task_run_id, parameter)
     ("log",   flow_run_id, task_run_id, level, ts, message, run_name)
     ("cache", task_run_id, cache_key, expires_at, result_ref)
+    ("ran",   task_run_id, host, pid, worker)
     ("flush", concurrent.futures.Future)
 
 (declared, with their field types, in :mod:`orion_nb._events`).
@@ -68,7 +69,16 @@ _UPDATABLE = (
     "run_count",
     "message",
 )
-_TASK_UPDATABLE = (*_UPDATABLE, "cache_key", "cache_expiration", "result_ref")
+# issue 9: where a task run executed ("ran" events, host/pid/worker) may come after its insert
+_TASK_UPDATABLE = (
+    *_UPDATABLE,
+    "cache_key",
+    "cache_expiration",
+    "result_ref",
+    "host",
+    "pid",
+    "worker",
+)
 # a state for a run whose row was already written as finished updates only these columns
 _ORPHAN_COLS = ("state_type", "state_name", "run_count", "end_time", "message")
 
@@ -626,6 +636,11 @@ class Writer:
                         "message": ev[5],
                     }
                 )
+            elif kind == "ran":  # issue 9: where the task run executed
+                row = task_rows.get(ev[1])
+                if row is not None:
+                    row["host"], row["pid"], row["worker"] = ev[2], ev[3], ev[4]
+                    dirty_tasks[ev[1]] = row
             elif kind == "cache":
                 row = task_rows.get(ev[1])
                 if row is not None:
