@@ -38,7 +38,7 @@ from typing import Any
 
 from orion_nb.engine.context import current_flow_run, current_task_run
 from orion_nb.engine.remote import Attempt, RemoteSession, RemoteTaskRunner, main_hidden
-from orion_nb.engine.worker import RemoteCall
+from orion_nb.engine.worker import RemoteCall, interrupt
 from orion_nb.errors import (
     ConfigurationError,
     CrashedRun,
@@ -266,9 +266,17 @@ class _DaskSession(RemoteSession):
         self.started(*msg)
 
     def _cancel(self, attempts: list[Attempt]) -> None:
+        client = self.client
         handles = [a.handle for a in attempts if a.handle is not None]
-        if handles and self.client is not None:
-            self.client.cancel(handles)
+        if not handles or client is None:
+            return
+        client.cancel(handles)
+        # Dask forgets a cancelled task but its thread runs on: stop the ones that started
+        started = {a.started[3] for a in attempts if a.started is not None}
+        workers = [w for w in started if w.startswith(("tcp://", "tls://", "inproc://", "ucx://"))]
+        if workers:
+            keys = [a.key for a in attempts]
+            client.run(interrupt, keys, workers=workers, on_error="ignore")
 
     def _collect(self) -> None:
         """Fetch the outcomes of finished futures, one ``gather`` per batch."""

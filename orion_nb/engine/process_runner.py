@@ -194,7 +194,7 @@ class _ProcessSession(RemoteSession):
         executor, self._executor = self._executor, None
         events, self._events = self._events, None
         if executor is not None:
-            busy = broken or bool(self._attempts)
+            busy = broken or bool(self.inflight)
             if busy:  # calls still running were given up: do not let them run on
                 procs = getattr(executor, "_processes", None) or {}
                 for proc in list(procs.values()):

@@ -61,6 +61,7 @@ from orion_nb.engine.worker import (
     RemoteTraceback,
     blob,
     digest,
+    function_blob,
 )
 from orion_nb.errors import (
     CancelledRun,
@@ -373,7 +374,8 @@ class RemoteSession(TaskRunner):
         self.config = config
         self.name = config.name
         self.pool = ThreadPoolTaskRunner(4)  # orchestration jobs: never one per task run
-        self._attempts: dict[str, Attempt] = {}
+        self._attempts: dict[str, Attempt] = {}  # by key: sent, not cancelled, not finished
+        self.inflight: set[Attempt] = set()  # sent and not finished (cancelled ones too)
         self._sendq: deque[Attempt] = deque()
         self._cancelq: deque[Attempt] = deque()
         self._wake = threading.Event()
@@ -400,7 +402,7 @@ class RemoteSession(TaskRunner):
         if self._closing:
             return
         self._closing = True
-        for attempt in list(self._attempts.values()):
+        for attempt in self.inflight.copy():
             self.cancel(attempt)
         self._wake.set()
         if self._submitter is not None:
@@ -482,7 +484,7 @@ class RemoteSession(TaskRunner):
         hit = self._fns.get(id(fn))
         if hit is None or hit[0] is not fn:
             try:
-                data = blob(fn)
+                data = function_blob(fn)
             except Exception as exc:
                 raise DefinitionError(
                     f"Task {task.name!r}: its function cannot be pickled to send it to a "
@@ -553,6 +555,7 @@ class RemoteSession(TaskRunner):
         """The remote future of ``attempt`` is done (any thread): hand it to the pool."""
         if not attempt.cancelled:
             self._attempts.pop(attempt.key, None)
+        self.inflight.discard(attempt)
         attempt.handle = None  # let the executor release the result
         self.pool.submit(attempt.remote._job(attempt.remote.on_outcome, attempt, data, error))
 
@@ -584,6 +587,7 @@ class RemoteSession(TaskRunner):
                     groups[key] = (call, [])
                 groups[key][1].append(attempt)
                 self._attempts[attempt.key] = attempt
+                self.inflight.add(attempt)
             for call, attempts in groups.values():
                 try:
                     self._send(call, attempts)

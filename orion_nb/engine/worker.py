@@ -49,8 +49,14 @@ from orion_nb.engine import recorder, run_logging
 from orion_nb.engine.context import FlowRunContext, TaskRunContext, _flow_ctx, _task_ctx
 from orion_nb.engine.runners import SequentialTaskRunner, run_coroutine_in_worker
 from orion_nb.engine.runs import TaskRun
-from orion_nb.engine.timeouts import deadline
-from orion_nb.errors import ParameterError, RemoteTaskError, RunTimeoutError, describe
+from orion_nb.engine.timeouts import deadline, raise_in_thread
+from orion_nb.errors import (
+    CancelledRun,
+    ParameterError,
+    RemoteTaskError,
+    RunTimeoutError,
+    describe,
+)
 
 __all__ = [
     "Call",
@@ -62,6 +68,8 @@ __all__ = [
     "RemoteTraceback",
     "blob",
     "digest",
+    "function_blob",
+    "interrupt",
     "run_attempt",
 ]
 
@@ -93,6 +101,47 @@ def _loads(data: bytes) -> Any:
     import pickle
 
     return pickle.loads(data)
+
+
+def function_blob(fn: Any) -> bytes:
+    """A task's function for workers, with where its source is (cloudpickle drops it).
+
+    cloudpickle names the code of a function sent by value ``<dynamic-code>``, so a worker's
+    traceback would say neither file nor line. The file name and the source lines travel
+    along, and :func:`_function` puts them back.
+    """
+    import inspect
+
+    code = getattr(fn, "__code__", None)
+    filename = getattr(code, "co_filename", None)
+    try:
+        lines, start = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        lines, start = [], 0
+    return blob((fn, filename, start, lines))
+
+
+def _function(data: bytes) -> Any:
+    import linecache
+
+    fn, filename, start, lines = _loads(data)
+    code = getattr(fn, "__code__", None)
+    if code is not None and filename and code.co_filename != filename:
+        try:
+            fn.__code__ = _renamed(code, filename)
+        except (AttributeError, TypeError, ValueError):  # pragma: no cover - exotic callables
+            return fn
+        if lines and not os.path.exists(filename):  # a notebook cell: its source came along
+            text = ["\n"] * max(0, start - 1) + list(lines)
+            linecache.cache[filename] = (sum(map(len, text)), None, text, filename)
+    return fn
+
+
+def _renamed(code: Any, filename: str) -> Any:
+    consts = tuple(
+        _renamed(c, filename) if hasattr(c, "co_filename") else c for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def digest(data: bytes) -> str:
@@ -166,7 +215,7 @@ class RemoteCall:
         self.fn_key, self.fn_blob, self.flow_key, self.flow_blob, self.notify = state
 
     def __call__(self, call: Call) -> bytes:
-        fn = _cached(self.fn_key, self.fn_blob)
+        fn = _cached(self.fn_key, self.fn_blob, _function)
         flow = _cached(self.flow_key, self.flow_blob)
         return run_attempt(fn, flow, call, self.notify or _notify_default)
 
@@ -175,13 +224,13 @@ _cache: OrderedDict[str, Any] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached(key: str, data: bytes) -> Any:
+def _cached(key: str, data: bytes, load: Callable[[bytes], Any] | None = None) -> Any:
     with _cache_lock:
         hit = _cache.get(key, _cache)
         if hit is not _cache:
             _cache.move_to_end(key)
             return hit
-    value = _loads(data)
+    value = (load or _loads)(data)
     with _cache_lock:
         _cache[key] = value
         while len(_cache) > _MAX_CACHED:
@@ -267,6 +316,26 @@ def _notify_default(key: str, started: float, host: str, pid: int, worker: str) 
 
 # -- one attempt -------------------------------------------------------------------------------
 
+_running: dict[str, int] = {}  # attempt key -> the thread running it
+_running_lock = threading.Lock()
+
+
+def interrupt(keys: list[str]) -> int:
+    """Stop the attempts ``keys`` running in this worker process; returns how many.
+
+    The kernel calls it (``Client.run``) after cancelling their futures: Dask forgets a
+    cancelled task but cannot stop its thread. :class:`~orion_nb.errors.CancelledRun` is
+    raised in the thread at its next bytecode. The lock is held while raising and the
+    attempt leaves the registry under it, so the exception always lands inside that attempt.
+    """
+    n = 0
+    with _running_lock:
+        for key in keys:
+            ident = _running.get(key)
+            if ident is not None:
+                n += raise_in_thread(ident, CancelledRun)
+    return n
+
 
 class _FlowStub:
     """What a worker knows of the flow definition (its name)."""
@@ -340,7 +409,9 @@ def _worker_name() -> str:
 def run_attempt(fn: Any, flow: FlowInfo, call: Call, notify: Notify) -> bytes:
     """Run one attempt of ``fn`` for the kernel; returns the pickled :data:`Outcome`."""
     separate = _install(flow)
-    key, _rid, _name, _count, _tags, _lp, timeout, is_async = call[:8]
+    key, _rid, _name, _count, _tags, log_prints, timeout, is_async = call[:8]
+    if log_prints or flow[6]:
+        run_logging.install_print_hook()
     cap = _Capture()
     host, pid, worker = _HOST, os.getpid(), _worker_name()
     flow_ctx, task_ctx = _contexts(fn, flow, call)
@@ -349,6 +420,8 @@ def run_attempt(fn: Any, flow: FlowInfo, call: Call, notify: Notify) -> bytes:
         _local.capture = cap
     run_logging.capture.records = cap.records
     tokens = (_flow_ctx.set(flow_ctx), _task_ctx.set(task_ctx))
+    with _running_lock:
+        _running[key] = threading.get_ident()
     started = time.time()
     notify(key, started, host, pid, worker)
     kind: str
@@ -372,6 +445,8 @@ def run_attempt(fn: Any, flow: FlowInfo, call: Call, notify: Notify) -> bytes:
         kind, payload, tb = "crashed", describe(exc), _format(exc)
     finally:
         ended = time.time()
+        with _running_lock:
+            _running.pop(key, None)
         _task_ctx.reset(tokens[1])
         _flow_ctx.reset(tokens[0])
         run_logging.capture.records = None
@@ -425,7 +500,13 @@ async def _awaited(coro: Any, timeout: float | None, fired: _Fired) -> Any:
 
 
 def _format(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The traceback as text, starting at the user's code (this module's frames dropped)."""
+    tb = exc.__traceback__
+    while tb is not None and "/orion_nb/engine/" in tb.tb_frame.f_code.co_filename.replace(
+        "\\", "/"
+    ):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
 def _dumps(outcome: list[Any], call: Call) -> bytes:

@@ -1,0 +1,49 @@
+"""A real ``distributed.LocalCluster`` per test module (two worker processes, one thread each).
+
+Starting a cluster costs seconds on this machine, so modules share one; tests that kill a
+worker or tie one up say so and leave the cluster usable (the nanny restarts a killed worker).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_or_skip
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    require_or_skip(importlib.util.find_spec("distributed") is not None, "dask.distributed")
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster: Any) -> Iterator[Any]:
+    from distributed import Client
+
+    with Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+def wait_until(predicate: Any, timeout: float = 60, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds (a liveness bound, not a speed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def idle(client: Any) -> bool:
+    """No task is processing anywhere on the cluster."""
+    return not any(client.processing().values())
