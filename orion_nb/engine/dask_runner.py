@@ -65,6 +65,13 @@ def _distributed() -> Any:
     return distributed
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # blocked, or a broken half-import
+        return False
+
+
 class DaskTaskRunner(RemoteTaskRunner):
     """Runs each task run's function on a Dask cluster; the kernel keeps orchestrating.
 
@@ -92,7 +99,7 @@ class DaskTaskRunner(RemoteTaskRunner):
         cluster_kwargs: Mapping[str, Any] | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if importlib.util.find_spec("distributed") is None:
+        if not _installed("distributed"):
             raise MissingDependencyError(
                 f"DaskTaskRunner needs the 'distributed' package, which is not installed; "
                 f"install it with: {_INSTALL_HINT}"
@@ -212,10 +219,14 @@ class _DaskSession(RemoteSession):
                     "'distributed.LocalCluster'."
                 ) from exc
         cls = cls or distributed.LocalCluster
+        kwargs = dict(cfg.cluster_kwargs)
+        if cls is distributed.LocalCluster:
+            # any free port: two flow runs (or a cluster of your own) never clash on :8787
+            kwargs.setdefault("dashboard_address", ":0")
         try:
             # a worker that dies fails its attempt at once: the kernel decides on retries
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}), main_hidden():
-                self._cluster = cls(**cfg.cluster_kwargs)
+                self._cluster = cls(**kwargs)
             self.client = distributed.Client(
                 self._cluster, **{**cfg.client_kwargs, "set_as_default": False}
             )
