@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orion_nb
 from orion_nb import ProcessPoolTaskRunner, flow, runtime, task
+from tests.test_notebook_model import live  # noqa: F401, F811 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,3 +117,24 @@ def test_a_script_without_a_main_guard_runs_its_flows_once(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.splitlines() == ["script body ran", "[0, 1, 4, 9, 16, 25]"]
+
+
+def test_the_live_view_and_the_rebuilt_view_show_the_same_workers(live):  # noqa: F811
+    from orion_nb.notebook.model import TASK_COLUMNS, RunModel
+    from orion_nb.notebook.views import model_for
+
+    @flow(task_runner=ProcessPoolTaskRunner(2))
+    def pipeline() -> list[int]:
+        return inc.map(range(6)).result()
+
+    pipeline()
+    model = RunModel()
+    for ev in live[0].events:
+        model.apply(ev)
+    col = TASK_COLUMNS.index("worker")
+    now = {r[0]: r[col] for r in model.snapshot()["tasks"]}
+    assert all(w.startswith("process ") for w in now.values())
+    # each attempt carries the worker that ran it
+    assert all(r[7][-1][3] == r[col] for r in model.snapshot()["tasks"])
+    rebuilt = model_for(orion_nb.flow_runs().iloc[0]["id"]).snapshot()
+    assert {r[0]: r[col] for r in rebuilt["tasks"]} == now
