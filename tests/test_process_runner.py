@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orion_nb
 from orion_nb import ProcessPoolTaskRunner, flow, runtime, task
-from tests.test_notebook_model import live  # noqa: F401, F811 - a fixture
+from tests.test_notebook_model import live  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
