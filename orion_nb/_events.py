@@ -18,12 +18,12 @@ Kinds and their fields (in tuple order, after the kind)::
     edge   task_run_id, upstream_task_run_id, parameter
     log    flow_run_id, task_run_id, level, ts (epoch s), message, run_name
     cache  task_run_id, cache_key, expires_at (epoch s | None), result_ref
-    ran    task_run_id, host, pid, worker: where an attempt of the task run executes. Sent
-           once per task run that runs in the flow's own process (thread and sequential
-           runners: the kernel's host and pid, worker ``None``), and once per attempt that
-           runs on a process-pool or Dask worker (its host, pid and worker name, e.g.
-           ``tcp://10.0.0.5:40123`` or ``process 4242``), just before that attempt's RUNNING
-           state, so the latest attempt's place wins
+    ran    task_run_id, host, pid, worker: where an attempt of a task run executes, sent by a
+           process-pool or Dask attempt (the worker's host and pid, and its name, e.g.
+           ``tcp://10.0.0.5:40123`` or ``process 4242``) just before that attempt's RUNNING
+           state, so the latest attempt's place wins. A task run that reaches RUNNING with
+           no ``ran`` event ran in the recording process (thread and sequential runners):
+           the writer fills in its own host and pid, so those runs cost no extra event
     flush  a ``concurrent.futures.Future`` set when everything queued before it is committed
            (writer only)
 

@@ -98,6 +98,7 @@ def _context() -> Any:
 
 class _ProcessSession(RemoteSession):
     worker_kind = "process-pool"
+    batches = False  # ProcessPoolExecutor takes calls one by one: no submitter thread hop
 
     def __init__(self, config: ProcessPoolTaskRunner) -> None:
         super().__init__(config)
@@ -105,6 +106,7 @@ class _ProcessSession(RemoteSession):
         self._executor: ProcessPoolExecutor | None = None
         self._events: Any = None
         self._generation = 0
+        self._send_lock = threading.Lock()  # attempts are sent from several threads
 
     def _connect(self) -> None:
         self._new_pool()
@@ -143,7 +145,7 @@ class _ProcessSession(RemoteSession):
         from concurrent.futures.process import BrokenProcessPool
 
         done = self._done
-        with main_hidden():  # a submission may start a worker process
+        with self._send_lock, main_hidden():  # a submission may start a worker process
             for attempt in attempts:
                 try:
                     fut = self._pool().submit(call, attempt.call)

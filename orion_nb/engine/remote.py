@@ -44,6 +44,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,7 +52,7 @@ from typing import Any
 
 from orion_nb._loop import get_loop_thread
 from orion_nb.engine import concurrency, recorder, run_logging
-from orion_nb.engine.runners import TaskRunner, ThreadPoolTaskRunner
+from orion_nb.engine.runners import TaskRunner, ThreadPoolTaskRunner, _worker
 from orion_nb.engine.task_engine import TaskRunEngine
 from orion_nb.engine.transitions import record
 from orion_nb.engine.worker import (
@@ -89,6 +90,10 @@ GRACE = 0.5
 _MAX_RESENDS = 3
 #: flow parameters larger than this (pickled) are not sent to workers
 _MAX_PARAMETERS = 1 << 20
+#: seconds the submitter waits after a wake-up, so that a burst goes out as one batch
+_GATHER = 0.002
+#: seconds an idle orchestration worker waits for the next job before it exits
+_LINGER = 0.05
 _HOST = socket.gethostname()
 
 
@@ -369,11 +374,14 @@ class RemoteSession(TaskRunner):
 
     remote = True
     worker_kind = "remote"
+    #: submit in batches from the submitter thread (Dask: one graph update per batch), or
+    #: at once from the thread that starts the attempt (a process pool takes calls one by one)
+    batches = True
 
     def __init__(self, config: RemoteTaskRunner) -> None:
         self.config = config
         self.name = config.name
-        self.pool = ThreadPoolTaskRunner(4)  # orchestration jobs: never one per task run
+        self.pool = _OrchestrationPool(4)  # orchestration jobs: never a thread per task run
         self._attempts: dict[str, Attempt] = {}  # by key: sent, not cancelled, not finished
         self.inflight: set[Attempt] = set()  # sent and not finished (cancelled ones too)
         self._sendq: deque[Attempt] = deque()
@@ -532,9 +540,13 @@ class RemoteSession(TaskRunner):
         return pickle.loads(data)
 
     def send(self, attempt: Attempt) -> None:
-        """Queue ``attempt`` for the next batch."""
+        """Queue ``attempt`` for the next batch (or submit it now: :attr:`batches`)."""
+        if not self.batches and not self._closing:
+            self._dispatch([attempt])
+            return
         self._sendq.append(attempt)
-        self._wake.set()
+        if not self._wake.is_set():  # one wake-up per burst, not one per attempt
+            self._wake.set()
 
     def cancel(self, attempt: Attempt) -> None:
         """Stop ``attempt`` on the cluster (batched with other cancellations)."""
@@ -545,11 +557,20 @@ class RemoteSession(TaskRunner):
             self._wake.set()
 
     def started(self, key: str, ts: float, host: str, pid: int, worker: str) -> None:
-        """A worker reports that attempt ``key`` started (any thread)."""
+        """A worker reports that attempt ``key`` started (any thread).
+
+        Recorded at once in the reporting thread, unless the task has ``on_running`` hooks:
+        user code runs on the orchestration pool, never in a runner's own thread.
+        """
         attempt = self._attempts.get(key)
-        if attempt is not None:
-            job = attempt.remote._job(attempt.remote.on_started, attempt, ts, host, pid, worker)
+        if attempt is None:
+            return
+        remote = attempt.remote
+        job = remote._job(remote.on_started, attempt, ts, host, pid, worker)
+        if remote.eng.task.on_running_hooks:
             self.pool.submit(job)
+        else:
+            job()
 
     def finished(self, attempt: Attempt, data: bytes | None, error: BaseException | None) -> None:
         """The remote future of ``attempt`` is done (any thread): hand it to the pool."""
@@ -559,9 +580,38 @@ class RemoteSession(TaskRunner):
         attempt.handle = None  # let the executor release the result
         self.pool.submit(attempt.remote._job(attempt.remote.on_outcome, attempt, data, error))
 
+    def _dispatch(self, batch: list[Attempt]) -> None:
+        """Submit ``batch``, one :meth:`_send` per task function and flow run."""
+        groups: dict[tuple[str, str], tuple[RemoteCall, list[Attempt]]] = {}
+        for attempt in batch:
+            if attempt.cancelled:
+                continue
+            if self._closing:
+                self.finished(attempt, None, CancelledRun("the flow run ended"))
+                continue
+            try:
+                call = self._call_for(attempt.remote.eng)
+            except DefinitionError as exc:
+                self.finished(attempt, None, exc)
+                continue
+            key = (call.fn_key, call.flow_key)
+            if key not in groups:
+                groups[key] = (call, [])
+            groups[key][1].append(attempt)
+            self._attempts[attempt.key] = attempt
+            self.inflight.add(attempt)
+        for call, attempts in groups.values():
+            try:
+                self._send(call, attempts)
+            except Exception as exc:
+                for attempt in attempts:
+                    if attempt.handle is None:
+                        self.finished(attempt, None, exc)
+
     def _submit_loop(self) -> None:
         while True:
             self._wake.wait()
+            time.sleep(_GATHER)  # let a burst (a .map()) finish queueing: fewer, larger batches
             self._wake.clear()
             cancels = [self._cancelq.popleft() for _ in range(len(self._cancelq))]
             if cancels:
@@ -569,34 +619,56 @@ class RemoteSession(TaskRunner):
                     self._cancel([a for a in cancels if a.handle is not None])
                 except Exception:  # pragma: no cover - the cluster went away: nothing to stop
                     pass
-            batch = [self._sendq.popleft() for _ in range(len(self._sendq))]
-            groups: dict[tuple[str, str], tuple[RemoteCall, list[Attempt]]] = {}
-            for attempt in batch:
-                if attempt.cancelled:
-                    continue
-                if self._closing:
-                    self.finished(attempt, None, CancelledRun("the flow run ended"))
-                    continue
-                try:
-                    call = self._call_for(attempt.remote.eng)
-                except DefinitionError as exc:
-                    self.finished(attempt, None, exc)
-                    continue
-                key = (call.fn_key, call.flow_key)
-                if key not in groups:
-                    groups[key] = (call, [])
-                groups[key][1].append(attempt)
-                self._attempts[attempt.key] = attempt
-                self.inflight.add(attempt)
-            for call, attempts in groups.values():
-                try:
-                    self._send(call, attempts)
-                except Exception as exc:
-                    for attempt in attempts:
-                        if attempt.handle is None:
-                            self.finished(attempt, None, exc)
+            self._dispatch([self._sendq.popleft() for _ in range(len(self._sendq))])
             if self._closing and not self._sendq and not self._cancelq:
                 return
+
+
+class _OrchestrationPool(ThreadPoolTaskRunner):
+    """The thread pool that runs a session's orchestration jobs (starts, outcomes, retries).
+
+    A :class:`ThreadPoolTaskRunner` (waiting workers help, blocked ones are compensated)
+    whose idle workers wait a moment for the next job instead of exiting: outcomes arrive
+    one at a time, and starting a worker for each would cost more than the job itself.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers)
+        self._idle = threading.Condition()
+        self._waiting = 0
+
+    def submit(self, fn: Callable[[], Any]) -> None:
+        self._queue.append(fn)
+        with self._idle:
+            if self._waiting:
+                self._idle.notify()
+                return
+        if self._drainers < self.max_workers + self._blocked:
+            self._spawn()
+
+    def _drain(self) -> None:
+        _worker.runner = self
+        queue = self._queue
+        while True:
+            try:
+                fn = queue.popleft()
+            except IndexError:
+                with self._idle:
+                    if not queue:
+                        self._waiting += 1
+                        self._idle.wait(_LINGER)
+                        self._waiting -= 1
+                if queue:
+                    continue
+                with self._lock:
+                    if not queue:
+                        self._drainers -= 1
+                        return
+                continue
+            try:
+                fn()
+            except BaseException:  # jobs end their run themselves (RemoteRun._job)
+                pass
 
 
 _main_lock = threading.Lock()

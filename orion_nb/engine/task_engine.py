@@ -31,8 +31,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import functools
-import os
-import socket
 import threading
 import time
 import warnings
@@ -85,8 +83,6 @@ __all__ = [
 _standalone_keys: dict[str, int] = {}
 _standalone_lock = threading.Lock()
 _get_ident = threading.get_ident
-_HOST = socket.gethostname()
-_PID = os.getpid()
 
 
 # -- entry points (called by Task) ------------------------------------------------------------
@@ -330,8 +326,6 @@ def drive_sync(
     eng = TaskRunEngine(task, run, args, kwargs)
     try:
         while eng.begin():
-            if run.run_count == 1:
-                recorder.emit(ran_event(run.id, _HOST, _PID, None))
             if task.on_running_hooks:
                 call_hooks(task.on_running_hooks, "task", task, run, run.state, **eng.log)
             run.thread_ident = _get_ident()
@@ -363,8 +357,6 @@ async def drive_async(
     eng = TaskRunEngine(task, run, args, kwargs)
     try:
         while await eng.abegin():
-            if run.run_count == 1:
-                recorder.emit(ran_event(run.id, _HOST, _PID, None))
             if task.on_running_hooks:
                 await acall_hooks(task.on_running_hooks, "task", task, run, run.state, **eng.log)
             token = _task_ctx.set(eng.task_ctx)

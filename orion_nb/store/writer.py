@@ -61,6 +61,7 @@ from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput
 __all__ = ["Writer"]
 
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+_HOST, _PID = socket.gethostname(), os.getpid()  # issue 9: where thread task runs ran
 _UPDATABLE = (
     "state_type",
     "state_name",
@@ -559,6 +560,8 @@ class Writer:
                 row["run_count"] = run_count
                 if t == "RUNNING" and "start_time" in row and row["start_time"] is None:
                     row["start_time"] = ts
+                    if run_kind == "task" and row["host"] is None:  # issue 9: no "ran" event:
+                        row["host"], row["pid"] = _HOST, _PID  # it ran in this process
                 if t in _TERMINAL:
                     row["end_time"] = ts
                     if "start_time" in row and row["start_time"] is None:
