@@ -188,3 +188,11 @@ def test_without_distributed_the_dask_runner_says_what_to_install(tmp_path):
     for line in lines:
         assert line.startswith("ImportError ") and "pip install 'orion_nb[dask]'" in line
     assert MissingDependencyError.__mro__[2] is ImportError
+
+
+def test_a_task_sent_to_another_process_is_still_unbound():
+    """A pickled task must not take its "unbound" marker for a ``self`` argument."""
+    import cloudpickle
+
+    copy = cloudpickle.loads(cloudpickle.dumps(where_each))
+    assert isinstance(copy(1), int)

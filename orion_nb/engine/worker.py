@@ -260,9 +260,10 @@ def _cached(key: str, data: bytes, load: Callable[[bytes], Any] | None = None) -
 class _Capture:
     """What one attempt printed, logged and recorded."""
 
-    __slots__ = ("events", "records", "stderr", "stdout")
+    __slots__ = ("events", "records", "stderr", "stdout", "worker")
 
-    def __init__(self) -> None:
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self.records: list[Any] = []
@@ -300,9 +301,13 @@ class _Routed(io.TextIOBase):
 
 def _route_event(ev: tuple[Any, ...]) -> None:
     cap = getattr(_local, "capture", None)
-    if cap is not None:
-        cap.events.append(ev)
-    # outside an attempt a worker has nothing to record and nowhere to write it
+    if cap is None:
+        return  # outside an attempt a worker has nothing to record and nowhere to write it
+    if ev[0] == "state" and ev[2] == "task" and ev[3] == "RUNNING" and ev[8] == 1:
+        # a task run this attempt called runs here: say so, or the kernel's writer would
+        # take it for one of its own
+        cap.events.append(("ran", ev[1], _HOST, os.getpid(), cap.worker))
+    cap.events.append(ev)
 
 
 _installed: bool | None = None  # True: a separate process; False: the kernel's own process
@@ -428,8 +433,8 @@ def run_attempt(fn: Any, flow: FlowInfo, call: Call, notify: Notify) -> bytes:
     key, _rid, _name, _count, _tags, log_prints, timeout, is_async = call[:8]
     if log_prints or flow[6]:
         run_logging.install_print_hook()
-    cap = _Capture()
     host, pid, worker = _HOST, os.getpid(), _worker_name()
+    cap = _Capture(worker)
     flow_ctx, task_ctx = _contexts(fn, flow, call)
     args, kwargs = task_ctx._args, task_ctx._kwargs
     if separate:

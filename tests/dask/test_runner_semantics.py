@@ -341,3 +341,45 @@ def test_cancelling_the_flow_cancels_queued_and_running_task_runs(runner, kind, 
                 return True
 
         wait_until(lambda: all(gone(p) for p in pids), what="the pool's processes to stop")
+
+
+@task
+def inner(x: int) -> int:
+    return x * 3
+
+
+@task
+def outer(x: int) -> int:
+    get_run_logger().info("calling inner")
+    return inner(x) + 1
+
+
+def test_a_task_that_calls_a_task_records_both_where_they_ran(runner, kind):
+    @flow(task_runner=runner)
+    def pipeline() -> int:
+        return outer.submit(2).result()
+
+    assert pipeline() == 7
+    tr = rows().set_index("task_name")
+    flow_run_id = orion_nb.flow_runs().iloc[0]["id"]
+    assert set(tr["flow_run_id"]) == {flow_run_id}
+    assert set(tr["state_name"]) == {"Completed"}
+    # the inner run ran where the outer one did (on the worker for remote runners)
+    assert tr.loc["inner", "pid"] == tr.loc["outer", "pid"]
+    assert (tr.loc["outer", "pid"] != os.getpid()) == remote(kind)
+
+
+def test_async_flows_and_subflows_share_the_runner(runner):
+    @flow
+    def child(n: int) -> list[int]:
+        return double.map(range(n)).result()
+
+    @flow(task_runner=runner)
+    async def parent() -> list[int]:
+        future = async_double.submit(5)
+        first = await asyncio.to_thread(future.result)  # the loop stays free while it waits
+        return [first, *child(3)]
+
+    assert asyncio.run(parent()) == [10, 0, 2, 4]
+    tr = rows()
+    assert set(tr["state_name"]) == {"Completed"} and len(tr) == 5  # 1 + 3 + the subflow's
