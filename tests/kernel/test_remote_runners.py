@@ -132,3 +132,19 @@ def test_interrupting_the_cell_cancels_its_tasks_on_the_cluster(notebook, cluste
         # their threads were stopped as well: both workers take new work at once
         assert client.gather(client.map(lambda i: i, range(2), pure=False)) == [0, 1]
     assert not list(Path(tmp_path).glob("finished-*"))
+
+
+def test_the_example_notebook_runs_on_processes_and_dask(tmp_path, monkeypatch):
+    require_or_skip(importlib.util.find_spec("distributed") is not None, "dask.distributed")
+    from tests.kernel.test_example_notebooks import execute
+
+    nb, _ = execute("task_runners.ipynb", tmp_path, monkeypatch)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    texts = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "Score(5," in texts and "True" in texts
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "home" / "orion.db")
+    workers = {w for (w,) in db.execute("select distinct worker from task_runs")}
+    assert any(w.startswith("process ") for w in workers)
+    assert any(w.startswith("tcp://") for w in workers)
