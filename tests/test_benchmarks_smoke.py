@@ -34,3 +34,29 @@ def test_overhead_benchmark_quick(tmp_path: Path):
     ):
         assert (key in data and data[key]["value"] > 0) or key == "heavy_modules_at_import", key
     assert data["heavy_modules_at_import"]["note"] == "-"  # import orion_nb stays light
+
+
+def test_runners_benchmark_quick(tmp_path: Path):
+    import importlib.util
+
+    from tests.conftest import require_or_skip
+
+    require_or_skip(importlib.util.find_spec("distributed") is not None, "dask.distributed")
+    out = tmp_path / "runners.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "runners.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    for key in (
+        "trivial_threads_s",
+        "trivial_processes_s",
+        "trivial_dask_s",
+        "cpu_threads_s",
+        "cpu_processes_s",
+        "cpu_dask_s",
+    ):
+        assert data[key]["value"] > 0 and data[key]["baseline"] > 0, key
