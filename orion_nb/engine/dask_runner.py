@@ -392,7 +392,8 @@ def get_dask_client(timeout: float | str | None = None) -> Iterator[Any]:
             return
     flow = task.flow_run if task is not None else current_flow_run()
     runner = getattr(flow, "task_runner", None)
-    if isinstance(runner, _DaskSession) and runner.client is not None:
+    if isinstance(runner, _DaskSession):
+        runner.connect()
         yield runner.client
         return
     raise MissingContextError(

@@ -391,19 +391,43 @@ class RemoteSession(TaskRunner):
         self._submitter: threading.Thread | None = None
         self._fns: dict[int, tuple[Any, str, bytes]] = {}
         self._flows: dict[str, tuple[str, bytes]] = {}
-        self._lock = threading.Lock()
+        self._connected = False
+        self._connect_error: Exception | None = None
+        self._connect_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return repr(self.config)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> RemoteSession:
-        self._connect()
+        """Ready for the flow run; the pool or cluster connection waits for the first task."""
         self._submitter = threading.Thread(
             target=self._submit_loop, name=f"orion-nb-{self.name}-submit", daemon=True
         )
         self._submitter.start()
         return self
+
+    def connect(self) -> None:
+        """Start the pool or connect to the cluster, once (a flow run that submits no task
+        never pays for it).
+
+        Raises
+        ------
+        ConfigurationError
+            When the cluster cannot be reached or started (again on every later call).
+        """
+        if self._connected:
+            return
+        with self._connect_lock:
+            if self._connect_error is not None:
+                raise self._connect_error
+            if not self._connected:
+                try:
+                    self._connect()
+                except Exception as exc:
+                    self._connect_error = exc
+                    raise
+                self._connected = True
 
     def close(self) -> None:
         """End of the flow run: cancel what is left, stop the workers (or disconnect)."""
@@ -416,7 +440,8 @@ class RemoteSession(TaskRunner):
         if self._submitter is not None:
             self._submitter.join(30)
         try:
-            self._disconnect()
+            if self._connected:
+                self._disconnect()
         finally:
             self.pool.shutdown()
 
@@ -582,6 +607,13 @@ class RemoteSession(TaskRunner):
 
     def _dispatch(self, batch: list[Attempt]) -> None:
         """Submit ``batch``, one :meth:`_send` per task function and flow run."""
+        if batch and not self._closing:
+            try:
+                self.connect()
+            except Exception as exc:  # every attempt fails with the reason, none is lost
+                for attempt in batch:
+                    self.finished(attempt, None, exc)
+                return
         groups: dict[tuple[str, str], tuple[RemoteCall, list[Attempt]]] = {}
         for attempt in batch:
             if attempt.cancelled:

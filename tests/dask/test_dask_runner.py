@@ -178,7 +178,20 @@ def test_an_unreachable_scheduler_is_a_clear_error():
     ):
         pipeline()
     run = orion_nb.flow_runs().iloc[0]
-    assert run["state_name"] == "Failed" and "dask scheduler" in run["message"]
+    assert run["state_name"] == "Failed" and "Cannot reach the Dask scheduler" in run["message"]
+    # the task run that needed the cluster says why it could not run, and was not retried
+    task_run = orion_nb.task_runs().iloc[0]
+    assert task_run["state_name"] == "Failed" and task_run["run_count"] == 1
+    assert "Cannot reach the Dask scheduler" in task_run["message"]
+
+
+def test_a_flow_run_that_submits_nothing_never_connects():
+    # an address nothing listens on: connecting would fail, and is never tried
+    @flow(task_runner=DaskTaskRunner(address="tcp://127.0.0.1:9"))
+    def pipeline() -> int:
+        return inc(1)  # a direct call runs here, in the kernel
+
+    assert pipeline() == 2
 
 
 @pytest.mark.parametrize("kind", ["processes", "dask"])
