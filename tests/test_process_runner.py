@@ -5,17 +5,12 @@ The behaviours every runner shares are in ``tests/dask/test_runner_semantics.py`
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import orion_nb
-from orion_nb import ProcessPoolTaskRunner, flow, runtime, task
+from orion_nb import ProcessPoolTaskRunner, flow, task
+from tests.remote_helpers import run_script, run_with_a_killed_worker
 from tests.test_notebook_model import live  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,55 +21,17 @@ def inc(x: int) -> int:
     return x + 1
 
 
-@task
-def victim(folder: str) -> str:
-    if runtime.task_run.run_count == 1:
-        Path(folder, "pid").write_text(str(os.getpid()))
-        for _ in range(1200):
-            time.sleep(0.05)
-    return f"attempt {runtime.task_run.run_count}"
-
-
-def kill_when_ready(folder: Path) -> None:
-    def killer() -> None:
-        pid_file = folder / "pid"
-        deadline = time.monotonic() + 60
-        while not pid_file.exists():
-            assert time.monotonic() < deadline, "the victim never started"
-            time.sleep(0.05)
-        time.sleep(0.2)  # let the start report reach the kernel first
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
-
-    threading.Thread(target=killer, daemon=True).start()
-
-
 def test_a_killed_worker_process_is_retried_and_the_pool_replaced(tmp_path):
-    kill_when_ready(tmp_path)
-    retried = victim.with_options(retries=1)
-
-    @flow(task_runner=ProcessPoolTaskRunner(2))
-    def pipeline() -> tuple[str, list[int]]:
-        v = retried.submit(str(tmp_path))
-        return v.result(), inc.map(range(4)).result()
-
-    assert pipeline() == ("attempt 2", [1, 2, 3, 4])
-    run = orion_nb.task_runs(task_name="victim").iloc[0]
+    out, run = run_with_a_killed_worker(ProcessPoolTaskRunner(2), tmp_path, retries=1)
+    assert out == ("attempt 2", [1, 2, 3])  # the mapped runs went to a new pool
     assert run["state_name"] == "Completed" and run["run_count"] == 2
     messages = " ".join(orion_nb.states(run["id"])["message"].dropna())
     assert "worker process of the process pool died" in messages
 
 
 def test_a_killed_worker_process_without_retries_crashes_only_its_run(tmp_path):
-    kill_when_ready(tmp_path)
-
-    @flow(task_runner=ProcessPoolTaskRunner(2))
-    def pipeline() -> tuple[str, list[int]]:
-        v = victim.submit(str(tmp_path))
-        v.wait()
-        return v.state.name, inc.map(range(3)).result()
-
-    assert pipeline() == ("Crashed", [1, 2, 3])
-    run = orion_nb.task_runs(task_name="victim").iloc[0]
+    out, run = run_with_a_killed_worker(ProcessPoolTaskRunner(2), tmp_path, retries=0)
+    assert out == ("Crashed", [1, 2, 3])
     assert run["state_name"] == "Crashed" and "died" in run["message"]
     assert orion_nb.flow_runs().iloc[0]["state_name"] == "Completed"
 
@@ -101,21 +58,7 @@ def test_a_script_without_a_main_guard_runs_its_flows_once(tmp_path):
             """
         )
     )
-    env = {
-        **os.environ,
-        "ORION_NB_HOME": str(tmp_path / "home"),
-        "ORION_NB_DISPLAY": "none",
-        "PYTHONPATH": str(ROOT),
-    }
-    res = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=tmp_path,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_script(script)
     assert res.stdout.splitlines() == ["script body ran", "[0, 1, 4, 9, 16, 25]"]
 
 

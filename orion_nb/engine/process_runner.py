@@ -28,8 +28,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from orion_nb.engine.remote import Attempt, RemoteSession, RemoteTaskRunner, main_hidden
+from orion_nb.engine.runners import check_max_workers
 from orion_nb.engine.worker import RemoteCall
-from orion_nb.errors import CrashedRun, DefinitionError
+from orion_nb.errors import CrashedRun
 
 if TYPE_CHECKING:  # multiprocessing is imported when a pool starts, not with orion_nb
     from concurrent.futures import ProcessPoolExecutor
@@ -50,13 +51,7 @@ class ProcessPoolTaskRunner(RemoteTaskRunner):
     worker_kind = "process-pool"
 
     def __init__(self, max_workers: int | None = None) -> None:
-        if max_workers is not None and (
-            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
-        ):
-            raise DefinitionError(
-                f"ProcessPoolTaskRunner(max_workers={max_workers!r}): max_workers must be a "
-                "whole number >= 1 (or None for one process per CPU)."
-            )
+        check_max_workers(self, max_workers)
         self.max_workers = max_workers or os.cpu_count() or 1
 
     def open(self) -> RemoteSession:

@@ -52,7 +52,7 @@ from typing import Any
 
 from orion_nb._loop import get_loop_thread
 from orion_nb.engine import concurrency, recorder, run_logging
-from orion_nb.engine.runners import TaskRunner, ThreadPoolTaskRunner, _worker
+from orion_nb.engine.runners import TaskRunner, ThreadPoolTaskRunner
 from orion_nb.engine.task_engine import TaskRunEngine
 from orion_nb.engine.transitions import record
 from orion_nb.engine.worker import (
@@ -190,12 +190,14 @@ class RemoteRun:
         with self.lock:
             if attempt is not self.attempt:
                 return
-            if attempt.started is not None:
-                if attempt.started[1:] != (host, pid, worker):
-                    # the cluster restarted it elsewhere: its worker died; the kernel decides
-                    self._lost_again(attempt, host, worker)
+            if attempt.started is None:
+                self._started(attempt, ts, host, pid, worker)
                 return
-            self._started(attempt, ts, host, pid, worker)
+            if attempt.started[1:] == (host, pid, worker):
+                return
+            # the cluster restarted it elsewhere: its worker died; the kernel decides
+            retry_in = self._lost_again(attempt, worker)
+        self._after(retry_in)
 
     def _started(self, attempt: Attempt, ts: float, host: str, pid: int, worker: str) -> None:
         attempt.started = (ts, host, pid, worker)
@@ -206,17 +208,19 @@ class RemoteRun:
                 timeout + GRACE, self.session.pool.submit, self._job(self._timed_out, attempt)
             )
 
-    def _lost_again(self, attempt: Attempt, host: str, worker: str) -> None:
+    def _lost_again(self, attempt: Attempt, worker: str) -> float | None:
         assert attempt.started is not None
         first = attempt.started[3]
         self.attempt = None
+        if attempt.timer is not None:
+            attempt.timer.cancel()
         self.session.cancel(attempt)
         exc = CrashedRun(
             f"The worker running task run {self.eng.run.name!r} ({first}) died; the cluster "
             f"restarted the attempt on {worker}, which the kernel cancelled: retries are "
             "decided by the task's own retry options."
         )
-        self._after(self.eng.lost(exc))
+        return self.eng.lost(exc)
 
     def on_outcome(self, attempt: Attempt, data: bytes | None, error: BaseException | None) -> None:
         """The remote future finished: ``data`` is the worker's outcome, or ``error`` why not."""
@@ -678,29 +682,14 @@ class _OrchestrationPool(ThreadPoolTaskRunner):
         if self._drainers < self.max_workers + self._blocked:
             self._spawn()
 
-    def _drain(self) -> None:
-        _worker.runner = self
-        queue = self._queue
-        while True:
-            try:
-                fn = queue.popleft()
-            except IndexError:
-                with self._idle:
-                    if not queue:
-                        self._waiting += 1
-                        self._idle.wait(_LINGER)
-                        self._waiting -= 1
-                if queue:
-                    continue
-                with self._lock:
-                    if not queue:
-                        self._drainers -= 1
-                        return
-                continue
-            try:
-                fn()
-            except BaseException:  # jobs end their run themselves (RemoteRun._job)
-                pass
+    def _linger(self) -> bool:
+        with self._idle:
+            if self._queue:
+                return True
+            self._waiting += 1
+            self._idle.wait(_LINGER)
+            self._waiting -= 1
+        return bool(self._queue)
 
 
 _main_lock = threading.Lock()

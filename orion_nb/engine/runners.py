@@ -47,6 +47,7 @@ __all__ = [
     "TaskRunner",
     "ThreadPoolTaskRunner",
     "blocking",
+    "check_max_workers",
     "configured_runner",
     "help_until_done",
     "resolve_task_runner",
@@ -80,6 +81,15 @@ class TaskRunner:
         return f"{type(self).__name__}()"
 
 
+def check_max_workers(runner: TaskRunner, value: Any) -> None:
+    """``max_workers`` of a pool runner: a whole number >= 1, or None for the default."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise DefinitionError(
+            f"{type(runner).__name__}(max_workers={value!r}): max_workers must be a whole "
+            "number >= 1 (or None for the default)."
+        )
+
+
 class ThreadPoolTaskRunner(TaskRunner):
     """Runs task runs on a pool of threads (created lazily).
 
@@ -92,13 +102,7 @@ class ThreadPoolTaskRunner(TaskRunner):
     name = "threads"
 
     def __init__(self, max_workers: int | None = None) -> None:
-        if max_workers is not None and (
-            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
-        ):
-            raise DefinitionError(
-                f"ThreadPoolTaskRunner(max_workers={max_workers!r}): max_workers must be a "
-                "whole number >= 1 (or None for the default)."
-            )
+        check_max_workers(self, max_workers)
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -160,6 +164,10 @@ class ThreadPoolTaskRunner(TaskRunner):
             pass
         return True
 
+    def _linger(self) -> bool:
+        """The queue is empty: True when this worker waited and may find work now."""
+        return False
+
     def _drain(self) -> None:
         _worker.runner = self
         queue = self._queue
@@ -167,6 +175,8 @@ class ThreadPoolTaskRunner(TaskRunner):
             try:
                 fn = queue.popleft()
             except IndexError:
+                if self._linger():
+                    continue
                 with self._lock:
                     if not queue:
                         self._drainers -= 1

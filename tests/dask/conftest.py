@@ -7,13 +7,15 @@ worker or tie one up say so and leave the cluster usable (the nanny restarts a k
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import require_or_skip
+from tests.remote_helpers import wait_until
+
+__all__ = ["idle", "wait_until"]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +35,6 @@ def client(cluster: Any) -> Iterator[Any]:
 
     with Client(cluster, set_as_default=False) as c:
         yield c
-
-
-def wait_until(predicate: Any, timeout: float = 60, what: str = "condition") -> None:
-    """Poll ``predicate`` until it holds (a liveness bound, not a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def idle(client: Any) -> bool:

@@ -7,10 +7,6 @@ a new one, so the cluster stays usable for the tests that follow.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -20,9 +16,16 @@ from typing import Any
 import pytest
 
 import orion_nb
-from orion_nb import DaskTaskRunner, ProcessPoolTaskRunner, flow, get_run_logger, runtime, task
+from orion_nb import DaskTaskRunner, ProcessPoolTaskRunner, flow, get_run_logger, task
 from orion_nb.errors import ConfigurationError, MissingContextError
-from tests.dask.conftest import idle, wait_until
+from tests.dask.conftest import idle
+from tests.remote_helpers import (
+    kill_when_ready,
+    run_script,
+    run_with_a_killed_worker,
+    victim,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,30 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @task
 def inc(x: int) -> int:
     return x + 1
-
-
-@task
-def victim(folder: str) -> str:
-    """Attempt 1 waits to be killed; later attempts finish at once."""
-    if runtime.task_run.run_count == 1:
-        Path(folder, "pid").write_text(str(os.getpid()))
-        for _ in range(1200):
-            time.sleep(0.05)
-    return f"attempt {runtime.task_run.run_count}"
-
-
-def kill_when_ready(folder: Path) -> threading.Thread:
-    """Kill the worker process that writes ``folder/pid`` (SIGKILL, as a crash would)."""
-
-    def killer() -> None:
-        pid_file = folder / "pid"
-        wait_until(pid_file.exists, what="the victim to start")
-        time.sleep(0.2)  # let the start report reach the kernel first
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
-
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
-    return t
 
 
 def workers_of(client: Any) -> set[str]:
@@ -97,16 +76,9 @@ def test_connecting_to_an_address_leaves_the_cluster_running(cluster, client):
 
 
 def test_a_worker_killed_mid_task_is_retried_by_the_kernel(cluster, client, tmp_path):
-    kill_when_ready(tmp_path)
-    retried = victim.with_options(retries=1)
-
-    @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
-    def pipeline() -> tuple[str, list[int]]:
-        v = retried.submit(str(tmp_path))
-        return v.result(), inc.map(range(5)).result()
-
-    assert pipeline() == ("attempt 2", [1, 2, 3, 4, 5])
-    run = orion_nb.task_runs(task_name="victim").iloc[0]
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    out, run = run_with_a_killed_worker(runner, tmp_path, retries=1)
+    assert out == ("attempt 2", [1, 2, 3])
     assert run["state_name"] == "Completed" and run["run_count"] == 2
     messages = " ".join(orion_nb.states(run["id"])["message"].dropna())
     assert "died" in messages and "RetryFailedRuns" in messages
@@ -116,16 +88,9 @@ def test_a_worker_killed_mid_task_is_retried_by_the_kernel(cluster, client, tmp_
 def test_a_worker_killed_mid_task_without_retries_ends_it_crashed_and_the_flow_goes_on(
     cluster, client, tmp_path
 ):
-    kill_when_ready(tmp_path)
-
-    @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
-    def pipeline() -> tuple[str, list[int]]:
-        v = victim.submit(str(tmp_path))
-        v.wait()
-        return v.state.name, inc.map(range(3)).result()
-
-    assert pipeline() == ("Crashed", [1, 2, 3])
-    run = orion_nb.task_runs(task_name="victim").iloc[0]
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    out, run = run_with_a_killed_worker(runner, tmp_path, retries=0)
+    assert out == ("Crashed", [1, 2, 3])
     assert run["state_name"] == "Crashed" and "died" in run["message"]
     wait_until(lambda: len(workers_of(client)) == 2, what="the nanny to restart the worker")
     wait_until(lambda: idle(client), what="an idle cluster")
@@ -300,17 +265,7 @@ def test_notebook_style_functions_and_classes_from_main_run_on_workers(cluster, 
             """
         )
     )
-    env = {**os.environ, "ORION_NB_HOME": str(tmp_path / "home"), "ORION_NB_DISPLAY": "none"}
-    env["PYTHONPATH"] = str(ROOT)
-    res = subprocess.run(
-        [sys.executable, str(script), cluster.scheduler_address],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=tmp_path,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_script(script, cluster.scheduler_address)
     lines = res.stdout.strip().splitlines()
     assert "dask [1, 5, 13] True" in lines and "processes [1, 5, 13] True" in lines
     assert len(lines) == 2  # the script ran once: its workers did not run it again
