@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import orion_nb
-from orion_nb import ProcessPoolTaskRunner, flow, task
+from orion_nb import ProcessPoolTaskRunner, flow, runtime, task
 from tests.remote_helpers import run_script, run_with_a_killed_worker
 from tests.test_notebook_model import live  # noqa: F401 - a fixture
 
@@ -81,3 +82,20 @@ def test_the_live_view_and_the_rebuilt_view_show_the_same_workers(live):  # noqa
     assert all(r[7][-1][3] == r[col] for r in model.snapshot()["tasks"])
     rebuilt = model_for(orion_nb.flow_runs().iloc[0]["id"]).snapshot()
     assert {r[0]: r[col] for r in rebuilt["tasks"]} == now
+
+
+@task
+def read_flow_parameters() -> list[str]:
+    return sorted(runtime.flow_run.parameters)
+
+
+def test_flow_parameters_reach_workers_unless_too_large_to_send():
+    @flow(task_runner=ProcessPoolTaskRunner(1))
+    def pipeline(blob: bytes) -> Any:
+        state = read_flow_parameters.submit(return_state=True)
+        return state.result(raise_on_failure=False)
+
+    assert pipeline(b"small") == ["blob"]
+    error = pipeline(b"x" * (2 << 20))
+    assert isinstance(error, orion_nb.errors.ParameterError)
+    assert "were not sent to the workers (they are larger than 1 MB pickled)" in str(error)
