@@ -26,12 +26,14 @@ version as the kernel.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import importlib
 import importlib.util
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -49,9 +51,11 @@ from orion_nb.errors import (
 )
 from orion_nb.settings import mask_url
 
-__all__ = ["DaskTaskRunner", "get_dask_client"]
+__all__ = ["DaskTaskRunner", "close_clients", "get_dask_client"]
 
 _INSTALL_HINT = "pip install 'orion_nb[dask]'"
+#: seconds the collector lets finished futures accumulate before one ``gather``
+_GATHER_WINDOW = 0.02
 
 
 def _distributed() -> Any:
@@ -144,6 +148,49 @@ class DaskTaskRunner(RemoteTaskRunner):
         return f"DaskTaskRunner({', '.join(parts)})"
 
 
+_clients: dict[tuple[str, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(distributed: Any, cfg: DaskTaskRunner) -> Any:
+    """The kernel's client of the scheduler at ``cfg.address``: one connection, reused.
+
+    A notebook makes a flow run per cell; connecting each time would cost a handshake per
+    cell. Each flow run still has its own event topic and cancels only its own futures. A
+    client whose connection was lost is replaced; all are closed at interpreter exit.
+    """
+    kwargs = {"timeout": "10s", **cfg.client_kwargs, "set_as_default": False}
+    key = (cfg.address or "", repr(sorted(kwargs.items())))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None and client.status == "running":
+            return client
+        try:
+            client = distributed.Client(cfg.address, **kwargs)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigurationError(
+                f"Cannot reach the Dask scheduler at {mask_url(cfg.address or '')!r} within "
+                f"{kwargs['timeout']} ({describe(exc)}). Check the address, that the "
+                "scheduler runs ('dask scheduler') and that this machine may connect to "
+                "its port; or use DaskTaskRunner() for a temporary local cluster."
+            ) from exc
+        if not _clients:
+            atexit.register(close_clients)
+        _clients[key] = client
+        return client
+
+
+def close_clients() -> None:
+    """Close the kernel's connections to Dask schedulers (done at exit anyway): before a
+    scheduler is shut down for good, so that its client does not try to reconnect."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.close(timeout=2)
+
+
 class _Notify:
     """How an attempt on a Dask worker says it started: an event on the session's topic."""
 
@@ -188,16 +235,7 @@ class _DaskSession(RemoteSession):
         if cfg.address is None:
             self._start_cluster(distributed, cfg)
         else:
-            kwargs = {"timeout": "10s", **cfg.client_kwargs, "set_as_default": False}
-            try:
-                self.client = distributed.Client(cfg.address, **kwargs)
-            except (OSError, TimeoutError) as exc:
-                raise ConfigurationError(
-                    f"Cannot reach the Dask scheduler at {mask_url(cfg.address)!r} within "
-                    f"{kwargs['timeout']} ({describe(exc)}). Check the address, that the "
-                    "scheduler runs ('dask scheduler') and that this machine may connect to "
-                    "its port; or use DaskTaskRunner() for a temporary local cluster."
-                ) from exc
+            self.client = _shared_client(distributed, cfg)
         self.client.subscribe_topic(self._topic, self._on_event)
         self._collector = threading.Thread(
             target=self._collect, name="orion-nb-dask-collect", daemon=True
@@ -250,7 +288,8 @@ class _DaskSession(RemoteSession):
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.unsubscribe_topic(self._topic)
-                client.close()
+                if cluster is not None:  # a temporary cluster's own client
+                    client.close()
         finally:
             if cluster is not None:
                 cluster.close()
@@ -293,6 +332,10 @@ class _DaskSession(RemoteSession):
         """Fetch the outcomes of finished futures, one ``gather`` per batch."""
         while True:
             self._done_event.wait()
+            if not self._stop:
+                # fetching a result interrupts the busy worker that holds it: fetch what
+                # finished within a short window together (one request per worker)
+                time.sleep(_GATHER_WINDOW)
             self._done_event.clear()
             items = [self._doneq.popleft() for _ in range(len(self._doneq))]
             if not items and self._stop:

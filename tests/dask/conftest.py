@@ -23,10 +23,13 @@ def cluster() -> Iterator[Any]:
     require_or_skip(importlib.util.find_spec("distributed") is not None, "dask.distributed")
     from distributed import LocalCluster
 
+    from orion_nb.engine.dask_runner import close_clients
+
     with LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as c:
         yield c
+        close_clients()  # the kernel's shared client must not outlive its scheduler
 
 
 @pytest.fixture(scope="module")

@@ -57,22 +57,20 @@ def test_500_mapped_tasks_complete_with_results_and_records(cluster, client):
 
 
 def test_connecting_to_an_address_leaves_the_cluster_running(cluster, client):
-    before = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.clients))
+    def connected() -> int:
+        return int(client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.clients)))
 
     @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
     def pipeline() -> int:
         return inc.submit(1).result()
 
     assert pipeline() == 2
+    after_one = connected()
+    assert pipeline() == 2  # a second flow run (a second cell) reuses the kernel's connection
+    assert connected() == after_one
     assert len(workers_of(client)) == 2
     assert client.submit(sum, [1, 2, 3]).result() == 6
-    # the flow run's own client is gone: nothing left connected on its behalf
-    wait_until(
-        lambda: (
-            client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.clients)) == before
-        ),
-        what="the flow's client to disconnect",
-    )
+    wait_until(lambda: idle(client), what="an idle cluster")
 
 
 def test_a_worker_killed_mid_task_is_retried_by_the_kernel(cluster, client, tmp_path):

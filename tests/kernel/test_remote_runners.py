@@ -49,7 +49,7 @@ def slow(folder, i):
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
+def cluster(kernel: Any) -> Iterator[Any]:
     require_or_skip(importlib.util.find_spec("distributed") is not None, "dask.distributed")
     from distributed import LocalCluster
 
@@ -57,6 +57,7 @@ def cluster() -> Iterator[Any]:
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as c:
         yield c
+        kernel.run("from orion_nb.engine.dask_runner import close_clients; close_clients()")
 
 
 @pytest.fixture(scope="module")
