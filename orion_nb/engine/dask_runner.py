@@ -39,7 +39,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from orion_nb.engine.context import current_flow_run, current_task_run
-from orion_nb.engine.remote import Attempt, RemoteSession, RemoteTaskRunner, main_hidden
+from orion_nb.engine.remote import Attempt
+from orion_nb.engine.remote_session import RemoteSession, RemoteTaskRunner, main_hidden
 from orion_nb.engine.worker import RemoteCall, interrupt
 from orion_nb.errors import (
     ConfigurationError,

@@ -7,7 +7,7 @@ ends, so a changed module is never run from a stale worker. Workers are started 
 in milliseconds, with orion_nb already imported) and by ``spawn`` elsewhere; never by a plain
 ``fork`` of a kernel full of threads. As with every ``multiprocessing`` start method but
 ``fork``, children import the main script; workers here are started with it set aside
-(:func:`~orion_nb.engine.remote.main_hidden`), so a script that runs flows at import time
+(:func:`~orion_nb.engine.remote_session.main_hidden`), so a script that runs flows at import time
 (an exported notebook) does not run them again in every worker.
 
 Each worker reports the start of an attempt through a queue read by one kernel thread.
@@ -27,7 +27,8 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
-from orion_nb.engine.remote import Attempt, RemoteSession, RemoteTaskRunner, main_hidden
+from orion_nb.engine.remote import Attempt
+from orion_nb.engine.remote_session import RemoteSession, RemoteTaskRunner, main_hidden
 from orion_nb.engine.runners import check_max_workers
 from orion_nb.engine.worker import RemoteCall
 from orion_nb.errors import CrashedRun
