@@ -33,7 +33,7 @@ const CAP = 500; // transitions / log records kept on screen
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]);
 const COLUMNS = [
   "id", "task_name", "name", "state_type", "state_name", "start", "end", "attempts", "parent",
-  "depth", "error", "kind",
+  "depth", "error", "kind", "worker",
 ];
 // badges read active first, then finished; progress bars fill finished first
 const STATE_ORDER = [
@@ -186,6 +186,7 @@ function rowsOf(model) {
       depth: r[ix.depth] || 0,
       error: r[ix.error] ?? null,
       kind: r[ix.kind] === "flow" ? "flow" : "task",
+      worker: ix.worker === undefined ? null : r[ix.worker] ?? null,
     };
   }
   return out;
@@ -362,6 +363,19 @@ function render({ model, el }) {
   groupsTable.append(colgroup, thead, tbody);
   const groupsEmpty = h("div", "onb-empty", "No task runs yet.");
   const timelineTitle = h("div", "onb-section-title", "Timeline");
+  // issue 9: runs on process or Dask workers can be drawn as one lane per worker
+  let byWorker = false;
+  const laneToggle = h("button", "onb-lane-toggle", "Group by worker");
+  laneToggle.type = "button";
+  laneToggle.hidden = true;
+  laneToggle.setAttribute("aria-pressed", "false");
+  laneToggle.addEventListener("click", () => {
+    byWorker = !byWorker;
+    laneToggle.setAttribute("aria-pressed", String(byWorker));
+    dirty.add("overview");
+    schedule();
+  });
+  timelineTitle.append(laneToggle);
   const timeline = h("div", "onb-timeline");
   timeline.dataset.runs = "0";
   panels.overview.append(groupsTable, groupsEmpty, timelineTitle, timeline);
@@ -834,6 +848,7 @@ function render({ model, el }) {
     const x0 = labelW + 10;
     const plotW = width - x0 - 14;
     const x = (t) => x0 + ((t - t0) / (t1 - t0)) * plotW;
+    x.t0 = t0;
     const step = niceStep(t1 - t0, Math.max(3, Math.floor(plotW / 90)));
     const ticks = [];
     for (let v = 0; v <= t1 - t0 + 1e-9; v += step) ticks.push(v);
@@ -851,6 +866,12 @@ function render({ model, el }) {
     axis.append(axisLabel);
     timeline.append(axis);
 
+    const hasWorkers = all.some((r) => r.worker !== null);
+    laneToggle.hidden = !hasWorkers;
+    if (byWorker && hasWorkers) {
+      drawLanes(lanesOf(all), { width, x, ticks, now, labelW });
+      return;
+    }
     if (all.length > SVG_LIMIT) {
       drawCanvas(list, { width, x, ticks, t0, now, nTasks });
       return;
@@ -947,6 +968,69 @@ function render({ model, el }) {
             g.append(svg("line", { class: "onb-wait", x1: x(prev), x2: x(now), y1: TL_ROW_H / 2 - 3, y2: TL_ROW_H / 2 - 3 }));
           }
         }
+      }
+      chart.append(g);
+    });
+    timeline.append(chart);
+  }
+
+  // --- worker lanes (issue 9) -------------------------------------------------------------------
+  /** One lane per worker ("kernel" for runs in the kernel); a worker's overlapping attempts
+   *  (several threads) stack in sub-lanes, so the lanes show how the cluster was used. */
+  function lanesOf(all) {
+    const byName = new Map();
+    for (const r of all) {
+      if (r.kind !== "task") continue;
+      segmentsOf(r).forEach(([a, b, key], j) => {
+        const w = (r.attempts[j] && r.attempts[j][3]) || r.worker || "kernel";
+        if (!byName.has(w)) byName.set(w, []);
+        byName.get(w).push({ a, b, key, r, j });
+      });
+    }
+    const lanes = [];
+    for (const w of [...byName.keys()].sort()) {
+      const ends = [];
+      const sub = [];
+      for (const s of byName.get(w).sort((p, q) => p.a - q.a)) {
+        let k = ends.findIndex((e) => e <= s.a);
+        if (k < 0) {
+          k = ends.length;
+          sub.push([]);
+        }
+        ends[k] = isNum(s.b) ? s.b : Infinity;
+        sub[k].push(s);
+      }
+      sub.forEach((segs, k) => lanes.push({ worker: w, first: k === 0, segs }));
+    }
+    return lanes;
+  }
+
+  function drawLanes(lanes, { width, x, ticks, now, labelW }) {
+    const height = lanes.length * TL_ROW_H + 6;
+    const chart = svg("svg", { class: "onb-svg onb-lanes", width, height });
+    const grid = svg("g", { class: "onb-grid" });
+    for (const v of ticks) {
+      const tx = x(x.t0 + v);
+      grid.append(svg("line", { x1: tx, x2: tx, y1: 0, y2: height }));
+    }
+    chart.append(grid);
+    const barY = (TL_ROW_H - TL_BAR_H) / 2;
+    lanes.forEach((lane, i) => {
+      const g = svg("g", { class: "onb-lane", transform: `translate(0,${i * TL_ROW_H + 3})` });
+      g.dataset.worker = lane.worker;
+      g.append(svg("rect", { class: "onb-track", x: 0, y: 0, width, height: TL_ROW_H }));
+      if (lane.first) {
+        const label = { class: "onb-bar-label", x: 6, y: TL_ROW_H / 2, "dominant-baseline": "central" };
+        g.append(svg("text", label, fit(lane.worker, labelW - 10)));
+      }
+      for (const s of lane.segs) {
+        const xa = x(s.a);
+        const end = isNum(s.b) ? s.b : now;
+        const rect = svg("rect", { class: `onb-bar onb-st-${s.key}`, x: xa, y: barY, width: Math.max(2, x(end) - xa), height: TL_BAR_H, rx: 2 });
+        rect.dataset.run = s.r.name;
+        const what = `${s.r.name} (${s.r.task}), attempt ${s.j + 1} on ${lane.worker}`;
+        rect.append(svg("title", {}, `${what}: ${formatDuration(end - s.a)}`));
+        g.append(rect);
       }
       chart.append(g);
     });

@@ -25,8 +25,10 @@ from orion_nb.engine.cache import (
 )
 from orion_nb.engine.concurrency import set_concurrency_limit
 from orion_nb.engine.context import get_run_context
+from orion_nb.engine.dask_runner import DaskTaskRunner, get_dask_client
 from orion_nb.engine.flows import Flow, flow
 from orion_nb.engine.futures import FutureList, TaskFuture, as_completed, wait
+from orion_nb.engine.process_runner import ProcessPoolTaskRunner
 from orion_nb.engine.run_logging import get_run_logger
 from orion_nb.engine.runners import SequentialTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from orion_nb.engine.tags import tags
@@ -63,10 +65,12 @@ __all__ = [
     "Cancelled",
     "Completed",
     "Crashed",
+    "DaskTaskRunner",
     "Failed",
     "Flow",
     "FutureList",
     "Pending",
+    "ProcessPoolTaskRunner",
     "Running",
     "Scheduled",
     "SequentialTaskRunner",
@@ -85,6 +89,7 @@ __all__ = [
     "exponential_backoff",
     "flow",
     "flow_runs",
+    "get_dask_client",
     "get_run_context",
     "get_run_logger",
     "graph",

@@ -18,6 +18,12 @@ Kinds and their fields (in tuple order, after the kind)::
     edge   task_run_id, upstream_task_run_id, parameter
     log    flow_run_id, task_run_id, level, ts (epoch s), message, run_name
     cache  task_run_id, cache_key, expires_at (epoch s | None), result_ref
+    ran    task_run_id, host, pid, worker: where an attempt of a task run executes, sent by a
+           process-pool or Dask attempt (the worker's host and pid, and its name, e.g.
+           ``tcp://10.0.0.5:40123`` or ``process 4242``) just before that attempt's RUNNING
+           state, so the latest attempt's place wins. A task run that reaches RUNNING with
+           no ``ran`` event ran in the recording process (thread and sequential runners):
+           the writer fills in its own host and pid, so those runs cost no extra event
     flush  a ``concurrent.futures.Future`` set when everything queued before it is committed
            (writer only)
 
@@ -35,6 +41,7 @@ __all__ = [
     "Edge",
     "FlowCreated",
     "LogRecord",
+    "RanAt",
     "StateChanged",
     "TaskCreated",
     "cache_event",
@@ -42,6 +49,7 @@ __all__ = [
     "error_text",
     "flow_event",
     "log_event",
+    "ran_event",
     "state_event",
     "task_event",
 ]
@@ -109,6 +117,14 @@ class CacheStored(NamedTuple):
     cache_key: str | None
     expires_at: float | None
     result_ref: str | None
+
+
+class RanAt(NamedTuple):
+    kind: str
+    task_run_id: str
+    host: str | None
+    pid: int | None
+    worker: str | None
 
 
 # -- factories: what producers call on the hot path (plain tuples in the order above) --------
@@ -187,6 +203,12 @@ def cache_event(
     task_run_id: str, cache_key: str | None, expires_at: float | None, result_ref: str | None
 ) -> tuple[Any, ...]:
     return ("cache", task_run_id, cache_key, expires_at, result_ref)
+
+
+def ran_event(
+    task_run_id: str, host: str | None, pid: int | None, worker: str | None
+) -> tuple[Any, ...]:
+    return ("ran", task_run_id, host, pid, worker)
 
 
 def error_text(exc: object, limit: int = 4000) -> str | None:

@@ -6,8 +6,12 @@ converted at the boundary (``raise OrionNBError(...) from exc``) so users catch 
 Exception tree::
 
     OrionNBError
-    ├── ConfigurationError          bad settings, an unusable database URL
+    ├── ConfigurationError          bad settings, an unusable database URL, an unreachable
+    │   │                           Dask scheduler
     │   └── ScheduleError (ValueError)  an invalid cron expression, interval or time zone
+    ├── MissingDependencyError (ImportError)
+    │                               an optional dependency is not installed (the message
+    │                               names the extra to install)
     ├── DefinitionError (TypeError, ValueError)
     │                               invalid @flow/@task options, decorating a non-callable
     ├── ParameterError (TypeError)   unknown / missing / invalid parameters, .map() mismatch
@@ -17,6 +21,10 @@ Exception tree::
     │                               state returned by the user, a group of failed states)
     ├── CancelledRun                 the run was cancelled (interrupt, ``cancel()``)
     ├── CrashedRun                   the infrastructure failed while the run was in progress
+    │                               (a task runner's worker died, the engine stopped)
+    ├── RemoteTaskError              an exception raised on a process or Dask worker that
+    │                               could not be sent back as itself (its type, message
+    │                               and traceback text are kept)
     ├── MissingContextError (RuntimeError)  run context asked for outside a run
     ├── MissingResult                a state has no result to return
     ├── ExportError                  a notebook cell has no script equivalent (names the cell)
@@ -40,11 +48,13 @@ __all__ = [
     "ExportError",
     "FailedRun",
     "MissingContextError",
+    "MissingDependencyError",
     "MissingResult",
     "OrionNBError",
     "OrionNBWarning",
     "ParameterError",
     "QueryError",
+    "RemoteTaskError",
     "RunTimeoutError",
     "ScheduleError",
     "UpstreamFailedError",
@@ -58,6 +68,10 @@ class OrionNBError(Exception):
 
 class ConfigurationError(OrionNBError):
     """A setting cannot be used (for example a database URL that does not connect)."""
+
+
+class MissingDependencyError(OrionNBError, ImportError):
+    """An optional dependency is needed and not installed (e.g. ``distributed`` for Dask)."""
 
 
 class DefinitionError(OrionNBError, TypeError, ValueError):
@@ -90,6 +104,14 @@ class CancelledRun(OrionNBError):
 
 class CrashedRun(OrionNBError):
     """The run crashed: the infrastructure, not the user's code, failed."""
+
+
+class RemoteTaskError(OrionNBError):
+    """A task raised on a worker, and its exception could not be pickled back to the kernel.
+
+    The message starts with the original exception's type and message; the worker's
+    traceback text is attached as the cause, as for every remote failure.
+    """
 
 
 class MissingContextError(OrionNBError, RuntimeError):

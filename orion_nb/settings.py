@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 _DISPLAY_MODES = ("auto", "widget", "text", "none")
+# the names orion_nb.engine.runners.resolve_task_runner accepts (a test keeps them in step)
+_RUNNER_NAMES = ("threads", "thread", "sequential", "processes", "process", "dask")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class Settings:
     max_pending_rows
         Rows kept in memory while the database cannot be written; older batches beyond it
         go to the journal under ``<home>/journal``.
+    task_runner
+        ``ORION_NB_TASK_RUNNER``: the task runner of flows that name none (a name such as
+        ``"dask"`` or ``"processes"``, or a runner such as ``DaskTaskRunner(address=...)``);
+        ``None`` means the shared thread pool.
     """
 
     home: Path = field(
@@ -79,6 +85,7 @@ class Settings:
     )
     exit_timeout: float = 3.0
     max_pending_rows: int = 50_000
+    task_runner: Any = field(default_factory=lambda: os.environ.get("ORION_NB_TASK_RUNNER") or None)
 
     def __post_init__(self) -> None:
         # a relative SQLite path is resolved now, against the directory of this moment
@@ -88,10 +95,11 @@ class Settings:
     def __repr__(self) -> str:
         # never show a password: this repr is what a notebook displays after configure()
         url = mask_url(self.database_url) if self.database_url else None
+        runner = "" if self.task_runner is None else f", task_runner={self.task_runner!r}"
         return (
             f"Settings(home={str(self.home)!r}, database_url={url!r}, display={self.display!r}, "
             f"flush_interval={self.flush_interval!r}, persist={self.persist!r}, "
-            f"crash_grace={self.crash_grace!r})"
+            f"crash_grace={self.crash_grace!r}{mask_url(runner)})"
         )
 
     @property
@@ -138,6 +146,7 @@ def configure(
     persist: bool | None = None,
     crash_grace: float | None = None,
     heartbeat_interval: float | None = None,
+    task_runner: Any = None,
 ) -> Settings:
     """Change orion_nb's configuration for this process.
 
@@ -159,6 +168,10 @@ def configure(
         Seconds without a heartbeat before a run of an unreachable process is marked Crashed.
     heartbeat_interval
         Seconds between heartbeats of this process's running runs.
+    task_runner
+        The task runner of every flow that names none: ``"threads"`` (the default),
+        ``"sequential"``, ``"processes"``, ``"dask"``, or a runner such as
+        ``DaskTaskRunner(address="tcp://scheduler:8786")``.
 
     Returns
     -------
@@ -189,6 +202,8 @@ def configure(
             if not value > 0:
                 raise ConfigurationError(f"{key} must be a positive number of seconds.")
             changes[key] = float(value)
+    if task_runner is not None:
+        changes["task_runner"] = _check_runner(task_runner)
     with _lock:
         old = current
         _settings = replace(current, **changes)
@@ -196,6 +211,22 @@ def configure(
     for listener in list(_listeners):
         listener(old, new)
     return new
+
+
+def _check_runner(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.lower() not in _RUNNER_NAMES:
+            raise ConfigurationError(
+                f"task_runner={value!r} is not a task runner name; use 'threads', 'sequential', "
+                "'processes' or 'dask', or a runner such as DaskTaskRunner(address=...)."
+            )
+        return value.lower()
+    if callable(getattr(value, "open", None)) and callable(getattr(value, "submit", None)):
+        return value  # a TaskRunner or TaskRunner class (checked by duck type: no engine here)
+    raise ConfigurationError(
+        f"task_runner must be a runner name or a TaskRunner such as DaskTaskRunner(...), not "
+        f"{type(value).__name__}."
+    )
 
 
 def on_change(listener: Any) -> None:

@@ -113,3 +113,29 @@ def test_compare_refuses_unknown_tools(tmp_path: Path):
     )
     assert res.returncode == 2
     assert "--only takes tools among orion_nb, prefect, dask" in res.stderr
+
+
+def test_runners_benchmark_quick(tmp_path: Path):
+    import importlib.util
+
+    from tests.conftest import require_or_skip
+
+    require_or_skip(importlib.util.find_spec("distributed") is not None, "dask.distributed")
+    out = tmp_path / "runners.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "runners.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    for key in (
+        "trivial_threads_s",
+        "trivial_processes_s",
+        "trivial_dask_s",
+        "cpu_threads_s",
+        "cpu_processes_s",
+        "cpu_dask_s",
+    ):
+        assert data[key]["value"] > 0 and data[key]["baseline"] > 0, key

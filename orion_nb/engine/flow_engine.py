@@ -37,7 +37,7 @@ from orion_nb.engine.context import FlowRunContext, _flow_ctx, _task_ctx
 from orion_nb.engine.hooks import acall_hooks, call_hooks
 from orion_nb.engine.inputs import Upstream, find_upstream, resolve_call, states_of
 from orion_nb.engine.params import format_name, new_id, parameters_json, random_run_name
-from orion_nb.engine.runners import default_runner, help_until_done
+from orion_nb.engine.runners import TaskRunner, configured_runner, default_runner, help_until_done
 from orion_nb.engine.runs import FlowRun, Run
 from orion_nb.engine.tags import current_tags
 from orion_nb.engine.task_engine import _strip_engine_frames, cancel_reason, cancel_run
@@ -247,7 +247,10 @@ def _new_flow_run(
     recorder.emit(ev)
     if view is not None:
         view.on_event(ev)
-    runner = flow.task_runner or (parent.task_runner if parent is not None else default_runner())
+    # a subflow without a runner of its own shares its parent's (an open session, for Dask)
+    runner = flow.task_runner or (
+        parent.task_runner if parent is not None else (configured_runner() or default_runner())
+    )
     log_prints = (
         flow.log_prints if flow.log_prints is not None else (parent.log_prints if parent else False)
     )
@@ -319,6 +322,28 @@ class FlowRunEngine:
         self.args = args
         self.kwargs = kwargs
         self.log = {"flow_run_id": run.id, "run_name": run.name}
+        self.session: TaskRunner | None = None  # a runner this run opened, closed at its end
+
+    def open_runner(self) -> None:
+        """Start the flow's own remote runner (a process pool, a Dask cluster or client).
+
+        Raises
+        ------
+        ConfigurationError, MissingDependencyError
+            When it cannot start (an unreachable scheduler, ``distributed`` missing).
+        """
+        runner = self.ctx.task_runner
+        if not runner.remote:
+            return
+        session = runner.open()
+        if session is not runner:
+            self.session = session
+            self.ctx.task_runner = session
+
+    def close_runner(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.close()
 
     def reject(self, exc: BaseException) -> State:
         """The call cannot run: record it Failed with the reason, call the failure hooks."""
@@ -494,6 +519,13 @@ class FlowRunEngine:
     def run_sync(self, return_state: bool) -> Any:
         __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         fn = self.flow.fn
+        try:
+            self.open_runner()
+        except Exception as exc:
+            state = self.reject(exc)
+            if return_state:
+                return state
+            raise
         tokens = self._open()
         try:
             try:
@@ -511,12 +543,23 @@ class FlowRunEngine:
         finally:
             _task_ctx.reset(tokens[1])
             _flow_ctx.reset(tokens[0])
-            self._close()
+            try:
+                self.close_runner()
+            finally:
+                self._close()
         return self._outcome(return_state)
 
     async def run_async(self, return_state: bool) -> Any:
         __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
         fn = self.flow.fn
+        if self.ctx.task_runner.remote:  # starting a cluster must not block the loop
+            try:
+                await asyncio.to_thread(self.open_runner)
+            except Exception as exc:
+                state = self.reject(exc)
+                if return_state:
+                    return state
+                raise
         tokens = self._open()
         try:
             try:
@@ -534,10 +577,14 @@ class FlowRunEngine:
         finally:
             _task_ctx.reset(tokens[1])
             _flow_ctx.reset(tokens[0])
-            if self.ctx.parent is None:
-                with _active_lock:
-                    _active.pop(self.run.id, None)
-                await recorder.aflush()
-                if self.run.view is not None:
-                    self.run.view.close()
+            try:
+                if self.session is not None:
+                    await asyncio.to_thread(self.close_runner)
+            finally:
+                if self.ctx.parent is None:
+                    with _active_lock:
+                        _active.pop(self.run.id, None)
+                    await recorder.aflush()
+                    if self.run.view is not None:
+                        self.run.view.close()
         return self._outcome(return_state)

@@ -5,6 +5,12 @@ handler queues them for the store (and live views) and a console handler prints 
 Prefect users expect. ``log_prints=True`` makes ``print`` inside a run also log at INFO: the
 builtin is wrapped once, on first use, and the wrapper does nothing unless the current run
 asked for it.
+
+On a process-pool or Dask worker the records of an attempt are not written there: while
+:data:`capture` holds a list for the worker thread, the record handler appends each record's
+fields to it, and the kernel hands them to :func:`replay` when the attempt's outcome comes
+back. They are then stored, shown live and printed exactly as if logged in the kernel, with
+the worker's timestamps.
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ from orion_nb._events import log_event
 from orion_nb.engine import recorder
 from orion_nb.engine.context import current_flow_run, current_task_run
 
-__all__ = ["get_run_logger", "install_print_hook"]
+__all__ = ["capture", "get_run_logger", "install_print_hook", "replay"]
 
 _LOGGER_NAME = "orion_nb.runs"
+
+#: ``capture.records`` (a list) while a worker thread runs an attempt for a remote kernel
+capture = threading.local()
+
+#: a captured record: level name, level number, created (epoch s), message, flow run id,
+#: task run id, run name, quiet (printed already, e.g. a ``log_prints`` print)
+CapturedRecord = tuple[str, int, float, str, Any, Any, str, bool]
 
 
 class _RunLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -44,6 +57,21 @@ class _RecordHandler(logging.Handler):
             msg = record.getMessage()
         except Exception:  # pragma: no cover - malformed user format
             msg = str(record.msg)
+        captured = getattr(capture, "records", None)
+        if captured is not None:  # on a worker: shipped back with the attempt's outcome
+            captured.append(
+                (
+                    record.levelname,
+                    record.levelno,
+                    record.created,
+                    msg,
+                    flow_run_id,
+                    task_run_id,
+                    getattr(record, "run_name", ""),
+                    bool(getattr(record, "orion_quiet", False)),
+                )
+            )
+            return
         ev = log_event(
             flow_run_id,
             task_run_id,
@@ -65,6 +93,8 @@ class _ConsoleFilter(logging.Filter):
         # the root has a handler, it prints them, so this console stays quiet
         if getattr(record, "orion_quiet", False):
             return False
+        if getattr(capture, "records", None) is not None:
+            return False  # a worker's record: the kernel prints it when it replays it
         return not logging.getLogger().handlers
 
 
@@ -115,6 +145,27 @@ def get_run_logger(**extra: Any) -> logging.LoggerAdapter:  # type: ignore[type-
     }
     fields.update(extra)
     return _RunLoggerAdapter(lg, fields)
+
+
+def replay(records: list[CapturedRecord], view: Any) -> None:
+    """Handle records captured on a worker as if they were logged in this process.
+
+    They reach the store, the live ``view`` of their flow run, the console and the user's
+    own handlers (``caplog`` too), keeping the time they were made on the worker.
+    """
+    lg = _base_logger()
+    shows = bool(view is not None and getattr(view, "shows_logs", False))
+    for level, levelno, created, msg, flow_run_id, task_run_id, run_name, quiet in records:
+        rec = logging.LogRecord(_LOGGER_NAME, levelno, "", 0, msg, None, None)
+        rec.levelname = level
+        rec.created = created
+        rec.msecs = (created - int(created)) * 1000
+        rec.flow_run_id = flow_run_id
+        rec.task_run_id = task_run_id
+        rec.run_name = run_name
+        rec.orion_view = view
+        rec.orion_quiet = quiet or shows
+        lg.handle(rec)
 
 
 _original_print = builtins.print

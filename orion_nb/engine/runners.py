@@ -3,6 +3,14 @@
 The runner only *executes*; states, retries and records stay with the engine in the calling
 process. :class:`ThreadPoolTaskRunner` is the default; :class:`SequentialTaskRunner` runs each
 submitted task at once in the calling thread, which makes debugging and tracebacks simple.
+The process-pool and Dask runners (:mod:`orion_nb.engine.process_runner`,
+:mod:`orion_nb.engine.dask_runner`) run only the user's function of each attempt in another
+process, while the kernel drives the run (:mod:`orion_nb.engine.remote`).
+
+A runner given to ``@flow(task_runner=...)`` (or ``configure(task_runner=...)``) is a
+configuration: each flow run calls :meth:`TaskRunner.open` for the runner it actually uses
+(the thread runners: themselves; a remote runner: a new session with its own pool or
+cluster connection) and :meth:`TaskRunner.close` when it ends.
 
 Waiting inside a worker
 -----------------------
@@ -34,10 +42,13 @@ from typing import Any, TypeVar
 from orion_nb.errors import DefinitionError
 
 __all__ = [
+    "RUNNER_NAMES",
     "SequentialTaskRunner",
     "TaskRunner",
     "ThreadPoolTaskRunner",
     "blocking",
+    "check_max_workers",
+    "configured_runner",
     "help_until_done",
     "resolve_task_runner",
     "run_coroutine_in_worker",
@@ -50,15 +61,33 @@ class TaskRunner:
     """Base class: ``submit(fn)`` runs ``fn()`` somewhere and returns nothing."""
 
     name = "base"
+    #: True when workers run only the user's function and the kernel drives each run
+    remote = False
 
     def submit(self, fn: Callable[[], Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def open(self) -> TaskRunner:
+        """The runner one flow run uses, started (thread runners: this one)."""
+        return self
+
+    def close(self) -> None:
+        """The flow run that opened this runner ended."""
 
     def shutdown(self) -> None:
         pass
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def check_max_workers(runner: TaskRunner, value: Any) -> None:
+    """``max_workers`` of a pool runner: a whole number >= 1, or None for the default."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise DefinitionError(
+            f"{type(runner).__name__}(max_workers={value!r}): max_workers must be a whole "
+            "number >= 1 (or None for the default)."
+        )
 
 
 class ThreadPoolTaskRunner(TaskRunner):
@@ -73,13 +102,7 @@ class ThreadPoolTaskRunner(TaskRunner):
     name = "threads"
 
     def __init__(self, max_workers: int | None = None) -> None:
-        if max_workers is not None and (
-            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
-        ):
-            raise DefinitionError(
-                f"ThreadPoolTaskRunner(max_workers={max_workers!r}): max_workers must be a "
-                "whole number >= 1 (or None for the default)."
-            )
+        check_max_workers(self, max_workers)
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -141,6 +164,10 @@ class ThreadPoolTaskRunner(TaskRunner):
             pass
         return True
 
+    def _linger(self) -> bool:
+        """The queue is empty: True when this worker waited and may find work now."""
+        return False
+
     def _drain(self) -> None:
         _worker.runner = self
         queue = self._queue
@@ -148,6 +175,8 @@ class ThreadPoolTaskRunner(TaskRunner):
             try:
                 fn = queue.popleft()
             except IndexError:
+                if self._linger():
+                    continue
                 with self._lock:
                     if not queue:
                         self._drainers -= 1
@@ -249,11 +278,28 @@ class SequentialTaskRunner(TaskRunner):
         fn()
 
 
-_RUNNERS: dict[str, type[TaskRunner]] = {
+def _process_pool() -> TaskRunner:
+    from orion_nb.engine.process_runner import ProcessPoolTaskRunner
+
+    return ProcessPoolTaskRunner()
+
+
+def _dask() -> TaskRunner:
+    from orion_nb.engine.dask_runner import DaskTaskRunner
+
+    return DaskTaskRunner()
+
+
+_RUNNERS: dict[str, Callable[[], TaskRunner]] = {
     "threads": ThreadPoolTaskRunner,
     "thread": ThreadPoolTaskRunner,
     "sequential": SequentialTaskRunner,
+    "processes": _process_pool,
+    "process": _process_pool,
+    "dask": _dask,
 }
+#: the names ``task_runner=`` accepts (``%%flow --task-runner``, ``configure``)
+RUNNER_NAMES = ("threads", "sequential", "processes", "dask")
 
 _default_runner: ThreadPoolTaskRunner | None = None
 
@@ -267,7 +313,8 @@ def default_runner() -> TaskRunner:
 
 
 def resolve_task_runner(value: Any) -> TaskRunner | None:
-    """Accept a runner instance, a runner class, or a name (``"threads"``, ``"sequential"``)."""
+    """Accept a runner instance, a runner class, or a name (``"threads"``, ``"sequential"``,
+    ``"processes"``, ``"dask"``)."""
     if value is None:
         return None
     if isinstance(value, TaskRunner):
@@ -276,16 +323,31 @@ def resolve_task_runner(value: Any) -> TaskRunner | None:
         return value()
     if isinstance(value, str):
         key = value.lower()
-        if key == "dask":
-            raise DefinitionError(
-                "task_runner='dask' needs the Dask runner, which is not available in this version; "
-                "use 'threads' or 'sequential'."
-            )
         if key in _RUNNERS:
             return _RUNNERS[key]()
         raise DefinitionError(
-            f"Unknown task_runner {value!r}; use 'threads', 'sequential' or a TaskRunner instance."
+            f"Unknown task_runner {value!r}; use one of {', '.join(map(repr, RUNNER_NAMES))} "
+            "or a TaskRunner instance such as DaskTaskRunner(address='tcp://...')."
         )
     raise DefinitionError(
         f"task_runner must be a TaskRunner, a TaskRunner class or a name, not {type(value).__name__}."
     )
+
+
+_configured: tuple[Any, TaskRunner | None] = (None, None)
+
+
+def configured_runner() -> TaskRunner | None:
+    """The runner ``configure(task_runner=...)`` (or ``ORION_NB_TASK_RUNNER``) names for flows
+    that name none; ``None`` for the shared thread pool."""
+    global _configured
+    from orion_nb.settings import get_settings
+
+    value = get_settings().task_runner
+    if value is None:
+        return None
+    seen, runner = _configured
+    if seen is not value:
+        runner = resolve_task_runner(value)
+        _configured = (value, runner)
+    return runner

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the definitions import this module; the records only point 
     from orion_nb.engine.context import FlowRunContext
     from orion_nb.engine.flows import Flow
     from orion_nb.engine.inputs import Upstream
+    from orion_nb.engine.remote import RemoteRun
     from orion_nb.engine.tasks import Task
     from orion_nb.engine.views import RunView
 
@@ -40,7 +41,16 @@ class Run:
 class TaskRun(Run):
     """A task run while it is known to the engine (held by its future)."""
 
-    __slots__ = ("cf", "flow_ctx", "parameters", "tags", "task", "thread_ident", "upstream")
+    __slots__ = (
+        "cf",
+        "flow_ctx",
+        "parameters",
+        "remote",
+        "tags",
+        "task",
+        "thread_ident",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -55,6 +65,9 @@ class TaskRun(Run):
         self.flow_ctx = flow_ctx
         self.upstream: list[Upstream] = []
         self.thread_ident: int | None = None
+        # the driver of a run whose attempts execute on a process or Dask worker (it cancels
+        # the remote attempt when the run is cancelled from outside)
+        self.remote: RemoteRun | None = None
         self.cf: concurrent.futures.Future[State] | None = None
         self.tags: frozenset[str] = task.tags
         self.parameters: dict[str, Any] | None = None

@@ -34,9 +34,10 @@ import functools
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from orion_nb._events import cache_event, edge_event, task_event
+from orion_nb._events import cache_event, edge_event, ran_event, task_event
 from orion_nb.engine import concurrency, recorder
 from orion_nb.engine.attempt import AsyncAttempt, Attempt, RetryIn
 from orion_nb.engine.cache import persist_result, result_cache
@@ -45,8 +46,8 @@ from orion_nb.engine.futures import TaskFuture
 from orion_nb.engine.hooks import acall_hooks, call_hooks
 from orion_nb.engine.inputs import find_upstream, resolve_call, states_of
 from orion_nb.engine.params import format_name, new_id
-from orion_nb.engine.runners import default_runner, run_coroutine_in_worker
-from orion_nb.engine.runs import TaskRun
+from orion_nb.engine.runners import blocking, default_runner, run_coroutine_in_worker
+from orion_nb.engine.runs import Run, TaskRun
 from orion_nb.engine.tags import current_tags
 from orion_nb.engine.timeouts import raise_in_thread
 from orion_nb.engine.transitions import propose, record
@@ -161,13 +162,20 @@ def submit_task_run(
     future: TaskFuture[Any] = TaskFuture(run, cf)
     ctx = contextvars.copy_context()
     runner = flow_ctx.task_runner if flow_ctx is not None else default_runner()
-    if task.is_async:
-        job = functools.partial(ctx.run, _drive_async_in_worker, task, run, args, kwargs)
-    else:
-        job = functools.partial(ctx.run, drive_sync, task, run, args, kwargs)
+    start: Callable[[], None]
+    if runner.remote:
+        # the kernel drives the run; the runner's workers execute only the user's function
+        from orion_nb.engine.remote import RemoteRun
 
-    def start() -> None:
-        runner.submit(job)
+        start = RemoteRun(runner, TaskRunEngine(task, run, args, kwargs), ctx).start  # type: ignore[arg-type]
+    else:
+        if task.is_async:
+            job = functools.partial(ctx.run, _drive_async_in_worker, task, run, args, kwargs)
+        else:
+            job = functools.partial(ctx.run, drive_sync, task, run, args, kwargs)
+
+        def start() -> None:
+            runner.submit(job)
 
     waiting = [u.future for u in run.upstream if u.future is not None and not u.future.done()]
     if not waiting:
@@ -383,7 +391,7 @@ async def drive_async(
 class TaskRunEngine:
     """The steps of one task run (see the module docstring for what drives them)."""
 
-    __slots__ = ("args", "cache_key", "kwargs", "log", "run", "slots", "task", "task_ctx")
+    __slots__ = ("args", "cache_key", "held", "kwargs", "log", "run", "slots", "task", "task_ctx")
 
     def __init__(
         self, task: Task[Any, Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -394,6 +402,7 @@ class TaskRunEngine:
         self.kwargs = kwargs
         self.slots: list[str] = []
         self.cache_key: str | None = None
+        self.held: State | None = None  # an accepted RUNNING state not recorded yet (remote)
         flow_ctx = run.flow_ctx
         log_prints = (
             task.log_prints
@@ -403,9 +412,14 @@ class TaskRunEngine:
         self.task_ctx = TaskRunContext(task, run, flow_ctx, args, kwargs, log_prints)
         self.log = {"task_run_id": run.id, "run_name": run.name}
 
-    def begin(self) -> bool:
+    def begin(self, defer: bool = False) -> bool:
         """Move the run to RUNNING; False when it must not run (cached, failed upstream,
-        cancelled): the run is then already in its final state."""
+        cancelled): the run is then already in its final state.
+
+        With ``defer`` the accepted RUNNING state is kept in :attr:`held` instead of being
+        recorded: a remote attempt is RUNNING from when a worker starts it
+        (:meth:`started`), not from when the kernel queues it.
+        """
         run, task = self.run, self.task
         if run.state.type in TERMINAL_TYPES:  # cancelled while it waited
             return False
@@ -417,9 +431,10 @@ class TaskRunEngine:
         if policy.rules_for(run.state.type, StateType.RUNNING):
             gathered = self._gather()
         run.run_count += 1
+        keep = self._hold if defer else record
         while True:
             proposed = Running() if run.run_count == 1 else Retrying()
-            decision = propose(run, policy, task.config, proposed, **gathered)
+            decision = propose(run, policy, task.config, proposed, keep, **gathered)
             if decision is None or decision.kind is DecisionKind.ACCEPT:
                 break
             if decision.kind is DecisionKind.REJECT:
@@ -428,12 +443,14 @@ class TaskRunEngine:
             # WAIT: record why the run waits, then wait for a slot and ask again
             record(run, Pending(message=f"{decision.rule}: {decision.reason}", rule=decision.rule))
             flow_ctx = run.flow_ctx
-            self.slots = concurrency.acquire(run.tags, _cancel_check(flow_ctx))
+            with blocking():  # on a pool thread: let the pool start another while this waits
+                self.slots = concurrency.acquire(run.tags, _cancel_check(flow_ctx))
             if flow_ctx is not None and flow_ctx.cancelled:
                 self._release()
                 return False
             gathered["concurrency_blocked"] = None
-        if run.state.type is not StateType.RUNNING:
+        state = self.held if defer else run.state
+        if state is None or state.type is not StateType.RUNNING:
             self._release()
             return False
         if run.upstream or task.has_cache:
@@ -443,6 +460,28 @@ class TaskRunEngine:
                 self.fail(exc, inputs=True)
                 return False
         return True
+
+    def _hold(self, run: Run, state: State) -> None:
+        if state.type is StateType.RUNNING:
+            self.held = state
+        else:  # Cached, or Failed because an upstream failed: final now
+            record(run, state)
+
+    def started(self, ts: float, host: str | None, pid: int | None, worker: str | None) -> None:
+        """A worker started the attempt at ``ts``: record where, then the held RUNNING state."""
+        run, state = self.run, self.held
+        if state is None:
+            return
+        self.held = None
+        # another machine's clock: never before the kernel queued it, never in the future
+        state.ts = max(run.state.ts, min(ts, time.time()))
+        ev = ran_event(run.id, host, pid, worker)
+        recorder.emit(ev)
+        if run.view is not None:
+            run.view.on_event(ev)
+        record(run, state)
+        if self.task.on_running_hooks:
+            call_hooks(self.task.on_running_hooks, "task", self.task, run, state, **self.log)
 
     async def abegin(self) -> bool:
         import asyncio
@@ -544,15 +583,20 @@ class TaskRunEngine:
         *,
         proposed: State | None = None,
         inputs: bool = False,
+        retry: bool = True,
     ) -> RetryIn:
-        """The attempt failed with ``exc`` (or returned the failed state ``proposed``)."""
+        """The attempt failed with ``exc`` (or returned the failed state ``proposed``).
+
+        ``inputs``: the inputs could not be resolved; ``retry=False``: trying again cannot
+        help (e.g. an argument that cannot be sent to a worker). Neither is retried.
+        """
         run, task = self.run, self.task
         self._release()
         _strip_engine_frames(exc)
         if proposed is None:
             what = f"could not resolve the inputs: {describe(exc)}" if inputs else describe(exc)
             proposed = Failed(data=exc, message=what)
-        retry_allowed = not inputs
+        retry_allowed = retry and not inputs
         if retry_allowed and task.retry_condition_fn is not None and run.run_count <= task.retries:
             try:
                 retry_allowed = bool(task.retry_condition_fn(task, run, proposed))
@@ -593,6 +637,13 @@ class TaskRunEngine:
                 self.task.config,
                 Cancelled(message=reason, data=CancelledRun(reason)),
             )
+
+    def lost(self, exc: BaseException) -> RetryIn:
+        """The worker running the attempt died: a retry if the task has one left, else Crashed."""
+        if self.run.run_count <= self.task.retries:
+            return self.fail(exc)
+        self.crash(exc)
+        return None
 
     def crash(self, exc: BaseException) -> None:
         self._release()
@@ -683,6 +734,9 @@ def _strip_engine_frames(exc: BaseException) -> None:
 def cancel_run(run: TaskRun, reason: str, rule: str | None = None) -> None:
     """Cancel a task run from outside (flow cancellation): record it and stop its thread."""
     if run.state is None or run.state.type in TERMINAL_TYPES:
+        return
+    if run.remote is not None:  # also cancels its attempt on the cluster
+        run.remote.cancel(reason, rule)
         return
     was_running = run.state.type is StateType.RUNNING
     msg = f"{rule}: {reason}" if rule else reason

@@ -38,7 +38,20 @@ __all__ = ["Task", "exponential_backoff", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_UNBOUND: Any = object()
+
+
+class _Unbound:
+    """``Task._bound`` of a task not bound to an instance: one object, also after pickling
+    (a task sent to a process or Dask worker must not take it for a ``self``)."""
+
+    def __reduce__(self) -> str:
+        return "_UNBOUND"
+
+    def __repr__(self) -> str:
+        return "<unbound>"
+
+
+_UNBOUND: Any = _Unbound()
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:

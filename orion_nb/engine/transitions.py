@@ -8,6 +8,7 @@ three times per task run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from orion_nb._events import error_text
@@ -52,16 +53,19 @@ def propose(
     policy: CompiledPolicy,
     config: RunConfig,
     proposed: State,
+    _record: Callable[[Run, State], None] = record,
     **context: Any,
 ) -> Decision | None:
     """Propose ``proposed`` for ``run``; record and return what was decided.
 
     Returns ``None`` when no rule intervened (the proposal was recorded as is). For a REJECT
-    or WAIT nothing is recorded by this function; the caller acts on the decision.
+    or WAIT nothing is recorded by this function; the caller acts on the decision. ``_record``
+    replaces :func:`record` for a caller that records the decided state itself, later (a
+    remote attempt is RUNNING from when its worker starts it, not from when it is queued).
     """
     rules = policy.rules_for(None if run.state is None else run.state.type, proposed.type)
     if not rules:
-        record(run, proposed)
+        _record(run, proposed)
         return None
     ctx = TransitionContext(
         config=config,
@@ -75,9 +79,9 @@ def propose(
     )
     decision = policy.decide(ctx, rules)
     if decision is None:
-        record(run, proposed)
+        _record(run, proposed)
         return None
     if decision.kind is DecisionKind.ACCEPT:
         assert decision.state is not None
-        record(run, decision.state)
+        _record(run, decision.state)
     return decision

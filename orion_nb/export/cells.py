@@ -50,7 +50,7 @@ class CellFlowOptions:
     timeout_seconds: float | None = None
     tags: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
-    task_runner: str = "threads"
+    task_runner: str | None = None  # None: the configured default (configure(task_runner=))
     quiet: bool = False
 
 
@@ -124,7 +124,12 @@ def flow_line_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--tag", action="append", default=[])
     p.add_argument("--param", action="append", default=[])
-    p.add_argument("--task-runner", default="threads", choices=["threads", "sequential"])
+    p.add_argument(
+        "--task-runner",
+        default=None,
+        choices=["threads", "sequential", "processes", "dask"],
+        help="where .submit()/.map() run (default: the configured runner)",
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 

@@ -213,7 +213,7 @@ class _Builder:
             args.append(f"retry_delay_seconds={options.retry_delay_seconds!r}")
         if options.timeout_seconds is not None:
             args.append(f"timeout_seconds={options.timeout_seconds!r}")
-        if options.task_runner != "threads":
+        if options.task_runner is not None:
             args.append(f"task_runner={options.task_runner!r}")
         params = ", ".join(f"{k}={v!r}" for k, v in options.parameters.items())
         lines = [f"@{self.helper['flow']}({', '.join(args)})"]

@@ -89,9 +89,11 @@ class OrionMagics(Magics):
     )
     @argument(
         "--task-runner",
-        default="threads",
-        choices=["threads", "sequential"],
-        help="Where .submit()/.map() task runs execute.",
+        default=None,
+        choices=["threads", "sequential", "processes", "dask"],
+        help="Where .submit()/.map() task runs execute (default: the runner set with "
+        "orion_nb.configure(task_runner=...), else threads). dask starts a temporary local "
+        "cluster; configure a DaskTaskRunner(address=...) to use your own.",
     )
     @argument("--quiet", action="store_true", help="Show no live view.")
     @line_cell_magic

@@ -37,10 +37,14 @@ TASK_COLUMNS = [
     "depth",
     "error",
     "kind",
+    # issue 9: the task runner's worker of the latest attempt (None: ran in the kernel); each
+    # attempt [start, end, type] carries its own worker as a 4th item when it has one
+    "worker",
 ]
 _ID, _TASK, _NAME, _TYPE, _SNAME, _START, _END, _ATTEMPTS, _PARENT, _DEPTH, _ERROR, _KIND = range(
     12
 )
+_WORKER = 12
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 MAX_TRANSITIONS = 500
 MAX_LOGS = 500
@@ -112,6 +116,7 @@ class RunModel:
                 depth,
                 None,
                 "task",
+                None,
             ]
         elif kind == "flow":
             _, rid, flow_name, name, params, _tags, parent_task_run_id, *_rest = ev
@@ -153,9 +158,15 @@ class RunModel:
                 parent_depth,
                 None,
                 "flow",
+                None,
             ]
         elif kind == "edge":
             self._pending_edges.append((str(ev[1]), str(ev[2]), str(ev[3])))
+        elif kind == "ran":  # where the next attempt runs (sent before its RUNNING)
+            row = self.rows.get(ev[1])
+            if row is not None and ev[4] is not None:
+                row[_WORKER] = ev[4]
+                self._changed[ev[1]] = None
         elif kind == "log":
             run_name = ev[6] if len(ev) > 6 else self.names.get(ev[2] or ev[1] or "", "")
             self.logs.append(
@@ -220,7 +231,10 @@ class RunModel:
         if tname == "RUNNING":
             if row[_START] is None:
                 row[_START] = ts
-            attempts.append([ts, None, "RUNNING"])
+            worker = row[_WORKER] if len(row) > _WORKER else None
+            attempts.append(
+                [ts, None, "RUNNING"] if worker is None else [ts, None, "RUNNING", worker]
+            )
         if tname in _TERMINAL:
             row[_END] = ts
             if row[_START] is None:

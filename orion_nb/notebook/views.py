@@ -86,6 +86,10 @@ def model_for(run_id: str) -> RunModel:
             _ts(t.created),
         )
         events.append((_ts(t.created), 1, ev))
+        # issue 9: a task run that ran on a task runner's worker (its latest attempt's)
+        worker = getattr(t, "worker", None)
+        if isinstance(worker, str):
+            events.append((_ts(t.created), 2, ("ran", t.id, t.host, t.pid, worker)))
     run_counts: dict[str, int] = {}
     for s in states.itertuples():
         if s.type == "RUNNING":

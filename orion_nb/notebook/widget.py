@@ -12,7 +12,9 @@ Trait contract (times are epoch milliseconds):
 - ``task_columns``: the fixed column names of ``tasks`` (:data:`TASK_COLUMNS`)
 - ``tasks``: one row (a list, in column order) per task run, and per subflow run
   (``kind == "flow"``; its task runs have ``parent`` = its id and one more ``depth``);
-  ``attempts`` holds ``[start, end or None, state_type]`` per try
+  ``attempts`` holds ``[start, end or None, state_type]`` per try (with the worker that ran
+  it as a 4th item, issue 9); ``worker`` is the task runner's worker of the latest try
+  (``None`` in the kernel)
 - ``transitions``: the last 500 decisions ``{ts, run, kind, from, to, type, rule, message}``
 - ``logs``: the last 500 log records ``{ts, level, run, message}``
 - ``counts``: task runs per state name; ``total``: the number of task runs

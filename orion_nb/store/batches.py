@@ -205,6 +205,9 @@ class Coalescer:
                 row["run_count"] = run_count
                 if t == "RUNNING" and "start_time" in row and row["start_time"] is None:
                     row["start_time"] = ts
+                    if run_kind == "task" and row["host"] is None:
+                        # no "ran" event said otherwise: it ran in this process
+                        row["host"], row["pid"] = self.host, self.pid
                 if t in _TERMINAL:
                     row["end_time"] = ts
                     if "start_time" in row and row["start_time"] is None:
@@ -272,6 +275,11 @@ class Coalescer:
                         "message": clean(ev[5]),
                     }
                 )
+            elif kind == "ran":  # where a task run executes (task runners' workers)
+                row = task_rows.get(ev[1])
+                if row is not None:
+                    row["host"], row["pid"], row["worker"] = clean(ev[2]), ev[3], clean(ev[4])
+                    dirty_tasks[ev[1]] = row
             elif kind == "cache":
                 row = task_rows.get(ev[1])
                 if row is None:

@@ -307,6 +307,10 @@ _TASK_COLS = [
     "tags",
     "created",
     "message",
+    # issue 9: where each task run executed (host, pid, and the task runner's worker)
+    "host",
+    "pid",
+    "worker",
 ]
 _STATE_COLS = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
 _LOG_COLS = ["id", "flow_run_id", "task_run_id", "level", "timestamp", "message"]

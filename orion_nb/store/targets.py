@@ -36,7 +36,16 @@ from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput,
 __all__ = ["PostgresTarget", "RowError", "SQLiteTarget", "classify"]
 
 _UPDATABLE = ("state_type", "state_name", "start_time", "end_time", "run_count", "message")
-_TASK_UPDATABLE = (*_UPDATABLE, "cache_key", "cache_expiration", "result_ref")
+_TASK_UPDATABLE = (
+    *_UPDATABLE,
+    "cache_key",
+    "cache_expiration",
+    "result_ref",
+    # where it ran: a "ran" event (task runners' workers) may come after the row's insert
+    "host",
+    "pid",
+    "worker",
+)
 # a flow run may take over a row created ahead of time (a deployment's scheduled slot, see
 # store/deployments.py): the engine's own record of who runs it and with what wins, while the
 # row keeps its deployment id and slot (not in this list)

@@ -39,7 +39,7 @@ def test_flow_line_options():
         ("--retries -1", "--retries must be 0 or more"),
         ("--timeout 0", "--timeout must be a positive number"),
         ("--retry-delay -2", "--retry-delay must be 0 or more"),
-        ("--task-runner dask", "invalid choice: 'dask'"),
+        ("--task-runner gpu", "invalid choice: 'gpu'"),
         ("--param nope", "is not of the form NAME=VALUE"),
         ("--color red", "unrecognized arguments: --color"),
     ],

@@ -126,7 +126,7 @@ def test_a_failing_cell_shows_the_users_traceback_and_fails_the_run(kernel):
         ("%%flow --retries -1", "--retries must be 0 or more"),
         ("%%flow --timeout 0", "--timeout must be a positive number"),
         ("%%flow --param nope", "is not of the form NAME=VALUE"),
-        ("%%flow --task-runner dask", "invalid choice: 'dask'"),
+        ("%%flow --task-runner gpu", "invalid choice: 'gpu'"),
         ("%%flow --bogus", "unrecognized arguments: --bogus"),
     ],
     ids=["negative retries", "zero timeout", "param without =", "unknown runner", "unknown option"],
