@@ -6,6 +6,9 @@ error, and its Graph tab draws the run's edges. A flow run afterwards (from the 
 the browser is shown) appears in the filtered list from the live poll. One test, one server.
 The screenshots in docs/notebook.md ("Browsing history", "Reading a run's graph") are copies
 of this test's artifacts.
+
+One run's name is rich markup built to inject a script (issue 7): ``%orion runs`` in the same
+notebook must print it as text, with no element made from it and no dialog.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
-SETUP = "%load_ext orion_nb\nimport orion_nb\nfrom orion_nb import flow, task"
+# rich markup that would become a link with an <img onerror> if it were ever read as markup
+INJECTION = '[link=x"><img/src="x"/onerror=alert(1)>]x[/link] [/]'
+SETUP = (
+    "%load_ext orion_nb\nimport orion_nb\nfrom orion_nb import flow, task\n"
+    f"INJECTION = {INJECTION!r}"
+)
 FLOWS = """
 @task
 def load(n: int) -> list[int]:
@@ -54,7 +62,7 @@ def publish():
     save.submit(rows, count.submit(rows)).result()
 
 ingest()
-report()
+report.with_options(flow_run_name=INJECTION)()
 try:
     publish()
 except OSError:
@@ -66,7 +74,7 @@ RUN_AGAIN = "try:\n    publish()\nexcept OSError:\n    pass\n"
 def test_browse_filter_open_a_failed_run_and_read_its_graph(tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
-    nb = notebook_of(SETUP, FLOWS, "%orion browse")
+    nb = notebook_of(SETUP, FLOWS, "%orion browse", "%orion runs")
     ARTIFACTS.mkdir(exist_ok=True)
     with jupyter_server("lab", tmp_path, {"browse.ipynb": nb}) as base, sync_playwright() as p:
         browser, page, dialogs = open_notebook(p, f"{base}/lab/tree/browse.ipynb", (1300, 1100))
@@ -119,5 +127,14 @@ def test_browse_filter_open_a_failed_run_and_read_its_graph(tmp_path: Path):
 
         widget.locator(".onb-back").click()
         expect(rows).to_have_count(2)
+
+        # %orion runs printed the hostile run name as text: no element, no link, no dialog
+        table = page.locator(".jp-OutputArea-output", has_text="most recent flow runs").first
+        expect(table).to_be_visible(timeout=30_000)
+        # the table folds long cells: the markup is there as characters, on two lines
+        expect(table).to_contain_text('[link=x"><img/src="x"/onerror=alert(1')
+        expect(table).to_contain_text(")>]x[/link] [/]")
+        assert table.locator("img").count() == 0 and table.locator("a").count() == 0
+        assert page.locator('img[src="x"]').count() == 0
         assert dialogs == []
         browser.close()
