@@ -15,3 +15,18 @@ def task_row(name: str):
     rows = df[df["name"] == name]
     assert len(rows) == 1, f"expected one task run named {name!r}, found {len(rows)}"
     return rows.iloc[0]
+
+
+# Task-run transitions recorded in a SQLite history: the rows of ``states`` plus the three of
+# each plain run whose rows the writer left out (ids kept on the run, see store/state_log.py)
+TASK_TRANSITIONS_SQL = (
+    "select (select count(*) from states where run_kind='task')"
+    " + 3 * (select count(*) from task_runs where final_state_id is not null)"
+)
+# the ids of the whole transition log, written or left out (each must appear once)
+TRANSITION_IDS_SQL = (
+    "select id from states union all select pending_state_id from task_runs"
+    " where final_state_id is not null union all select running_state_id from task_runs"
+    " where final_state_id is not null union all select final_state_id from task_runs"
+    " where final_state_id is not null"
+)

@@ -28,6 +28,7 @@ from orion_nb.engine.params import new_id
 from orion_nb.errors import OrionNBWarning
 from orion_nb.store.writer import Writer
 from tests.conftest import child_env, spawn
+from tests._helpers import TASK_TRANSITIONS_SQL, TRANSITION_IDS_SQL
 
 SURROGATE_NAME = b"caf\xe9.csv".decode("utf-8", "surrogateescape")
 
@@ -187,8 +188,10 @@ def test_exit_with_a_locked_database_journals_and_the_next_process_replays_exact
     orion_nb.configure(database_url=f"sqlite:///{db}")
     assert len(orion_nb.task_runs()) == 51
     assert len(orion_nb.logs()) == 51
-    assert len(orion_nb.states()) == count(db, "select count(*) from states")
-    assert count(db, "select count(*) from states where run_kind='task'") == 51 * 3
+    log = orion_nb.states()
+    assert len(log) == count(db, f"select count(*) from ({TRANSITION_IDS_SQL})")
+    assert log["id"].is_unique
+    assert count(db, TASK_TRANSITIONS_SQL) == 51 * 3
 
 
 def test_a_journal_replayed_twice_writes_each_batch_once(tmp_path: Path):

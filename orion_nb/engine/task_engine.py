@@ -221,6 +221,7 @@ def _new_run(
     name: str | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    created: float | None = None,
 ) -> TaskRun:
     dyn = _dynamic_key(task, flow_ctx)
     default = f"{task.name}-{dyn}"
@@ -243,7 +244,7 @@ def _new_run(
         str(dyn),
         name,
         run.tags,
-        time.time(),
+        time.time() if created is None else created,
     )
     recorder.emit(ev)
     if view is not None:
@@ -259,7 +260,10 @@ def create_task_run(
     wait_for: Any,
 ) -> TaskRun:
     """A new Pending task run, with an edge for every upstream run its inputs reference."""
-    run = _new_run(task, flow_ctx, None, args, kwargs)
+    # Pending at the run's creation time: a run whose life was the plain Pending -> Running ->
+    # Completed is then fully described by its row's times (the store keeps no state rows for it)
+    now = time.time()
+    run = _new_run(task, flow_ctx, None, args, kwargs, now)
     upstream = find_upstream(
         args,
         kwargs,
@@ -275,7 +279,7 @@ def create_task_run(
             recorder.emit(ev)
             if view is not None:
                 view.on_event(ev)
-    record(run, Pending())
+    record(run, Pending(ts=now))
     if flow_ctx is not None:
         flow_ctx.active[run.id] = run
     return run

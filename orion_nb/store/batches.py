@@ -38,6 +38,11 @@ ORPHAN_COLS = ("state_type", "state_name", "run_count", "end_time", "message")
 # a result recorded for a task run whose row was already written as finished
 RESULT_COLS = ("cache_key", "cache_expiration", "result_ref")
 STATE_COLS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rule")
+# A state row may carry an eighth item, the task run column that takes its id instead of a row
+# in ``states`` (see :meth:`Coalescer.leave_out_plain`): a target that writes the run's row in
+# the same transaction stores the id there; any other target writes the row as usual.
+LEFT_OUT_COLS = ("pending_state_id", "running_state_id", "final_state_id")
+_PENDING_ID, _RUNNING_ID, _FINAL_ID = ((c,) for c in LEFT_OUT_COLS)
 # the order in which a batch's parts are written
 KEYS = (
     "upsert_flow",
@@ -86,8 +91,14 @@ class Batch:
         return [(key, row) for key, rows in self.items() for row in rows]
 
     def split(self) -> tuple[Batch, Batch]:
-        """Two halves (ids derived from this one, so a replay splits the same way)."""
-        flat = self.rows()
+        """Two halves (ids derived from this one, so a replay splits the same way).
+
+        Transitions marked as left out become plain state rows again: a half may not hold
+        the run row that would keep their ids.
+        """
+        flat = [
+            (key, row[:7] if key == "states" and len(row) > 7 else row) for key, row in self.rows()
+        ]
         half = len(flat) // 2
         a = Batch(_group(flat[:half]), _child_id(self.id, "0"))
         b = Batch(_group(flat[half:]), _child_id(self.id, "1"))
@@ -142,9 +153,14 @@ _NOT_STARTED = {
 
 
 class Coalescer:
-    """Turns events into batches and remembers this process's open runs (writer thread only)."""
+    """Turns events into batches and remembers this process's open runs (writer thread only).
 
-    def __init__(self) -> None:
+    ``elide``: mark the transitions of task runs whose whole plain life falls in one batch as
+    left out (:meth:`leave_out_plain`); the SQLite target honours the mark.
+    """
+
+    def __init__(self, elide: bool = False) -> None:
+        self.elide = elide
         self.flow_rows: dict[str, dict[str, Any]] = {}
         self.task_rows: dict[str, dict[str, Any]] = {}
         self.host = socket.gethostname()
@@ -183,6 +199,8 @@ class Coalescer:
         edges: list[dict[str, Any]] = []
         logs: list[dict[str, Any]] = []
         late_results: dict[str, dict[str, Any]] = {}
+        # task runs created in this batch -> the positions of their states in ``states``
+        fresh: dict[str, list[int]] | None = {} if self.elide else None
         clean = clean_text
         for ev in events:
             kind = ev[0]
@@ -214,6 +232,10 @@ class Coalescer:
                         # never ran (cached, upstream failed, cancelled while pending)
                         row["start_time"] = ts
                     row["message"] = message
+                if fresh is not None and run_kind == "task":
+                    seen = fresh.get(run_id)
+                    if seen is not None:
+                        seen.append(len(states))
                 states.append((run_id, run_kind, t, state_name, ts, message, clean(rule)))
             elif kind == "task":
                 _, rid, flow_run_id, task_name, task_key, dyn, name, tags, created = ev
@@ -236,9 +258,14 @@ class Coalescer:
                     "pid_start": self.pid_start if standalone else None,
                     "worker": None,
                     "heartbeat_at": created if standalone else None,
+                    "pending_state_id": None,
+                    "running_state_id": None,
+                    "final_state_id": None,
                 }
                 task_rows[rid] = row
                 dirty_tasks[rid] = row
+                if fresh is not None:
+                    fresh[rid] = []
             elif kind == "flow":
                 _, rid, flow_name, name, params, tags, parent, source, host, pid, created = ev
                 row = {
@@ -290,6 +317,8 @@ class Coalescer:
                 row["cache_key"] = clean(ev[2])
                 row["cache_expiration"] = ev[3]
                 row["result_ref"] = clean(ev[4])
+        if fresh:
+            self.leave_out_plain(fresh, dirty_tasks, states)
         parts: dict[str, list[Any]] = {
             "upsert_flow": list(dirty_flows.values()),
             "upsert_task": list(dirty_tasks.values()),
@@ -308,3 +337,30 @@ class Coalescer:
                 if row["state_type"] in _TERMINAL:
                     rows.pop(rid, None)
         return Batch(parts)
+
+    @staticmethod
+    def leave_out_plain(
+        fresh: dict[str, list[int]], rows: dict[str, dict[str, Any]], states: list[Any]
+    ) -> None:
+        """Mark the states of task runs that lived Pending -> Running -> Completed plainly.
+
+        Plainly: created, run and completed within this batch, exactly those three states
+        with their default names, no message and no rule, at the row's ``created``,
+        ``start_time`` and ``end_time``, one attempt. Such a run's row says everything its
+        three ``states`` rows would; each gets the column of the run that will hold its id.
+        """
+        for rid, positions in fresh.items():
+            if len(positions) != 3:
+                continue
+            row = rows[rid]
+            p, r, c = positions
+            sp, sr, sc = states[p], states[r], states[c]
+            if (
+                sc[2:] == ("COMPLETED", "Completed", row["end_time"], None, None)
+                and sr[2:] == ("RUNNING", "Running", row["start_time"], None, None)
+                and sp[2:] == ("PENDING", "Pending", row["created"], None, None)
+                and row["run_count"] == 1
+            ):
+                states[p] = sp + _PENDING_ID
+                states[r] = sr + _RUNNING_ID
+                states[c] = sc + _FINAL_ID

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, desc, func, or_, select, type_coerce
+from sqlalchemy import String, desc, func, or_, select, type_coerce, union
 
 from orion_nb.store.models import Deployment, FlowRun, FlowRunTag, StateRow, TaskRun, TaskRunInput
 from orion_nb.store.queries import AnyEngine, _fetch, _since
@@ -332,8 +332,14 @@ async def changes(engine: AnyEngine, after: int) -> tuple[int, list[str], bool]:
     Returns the newest state id, the flow run ids (at most :data:`MAX_CHANGED`), and whether
     there were more (then the caller refreshes what it shows instead of single rows).
     """
-    _, top = await _fetch(engine, select(func.max(StateRow.id)))
-    newest = int(top[0][0]) if top and top[0][0] is not None else 0
+    _, top = await _fetch(
+        engine,
+        select(
+            select(func.max(StateRow.id)).scalar_subquery(),
+            select(func.max(TaskRun.final_state_id)).scalar_subquery(),
+        ),
+    )
+    newest = max((int(v) for v in (top[0] if top else ()) if v is not None), default=0)
     if newest <= after:
         return newest, [], False
     recent = select(StateRow.run_id, StateRow.run_kind).where(StateRow.id > after)
@@ -344,7 +350,10 @@ async def changes(engine: AnyEngine, after: int) -> tuple[int, list[str], bool]:
         .join(recent_sq, TaskRun.id == recent_sq.c.run_id)
         .where(recent_sq.c.run_kind == "task")
     )
-    stmt = flows.union(tasks).limit(MAX_CHANGED + 1)
+    # task runs whose transitions the writer left out (store/state_log.py): their final id
+    # is the largest of the three
+    plain = select(TaskRun.flow_run_id).where(TaskRun.final_state_id > after)
+    stmt = union(flows, tasks, plain).limit(MAX_CHANGED + 1)
     _, raw = await _fetch(engine, stmt)
     ids = [str(r[0]) for r in raw if r[0] is not None]
     return newest, ids[:MAX_CHANGED], len(ids) > MAX_CHANGED

@@ -38,8 +38,8 @@ __all__ = [
     "schema_revision",
 ]
 
-HEAD_REVISION = "0002"
-KNOWN_REVISIONS = ("0001", "0002")
+HEAD_REVISION = "0003"
+KNOWN_REVISIONS = ("0001", "0002", "0003")
 # the advisory lock key orion_nb's schema set-up takes on Postgres ("orionnb" in ASCII)
 _PG_LOCK_KEY = 0x6F72696F6E6E62
 # the tables orion_nb creates (a database holding other tables is not ours)

@@ -146,7 +146,6 @@ class FlowRun(Base):
 
 class TaskRun(Base):
     __tablename__ = "task_runs"
-    __table_args__ = (Index("ix_task_runs__cache_key_end", "cache_key"),)
 
     id: Mapped[str] = mapped_column(IdType, primary_key=True)
     # flow_run_id and task_name are indexed with created (issue 11, below)
@@ -174,6 +173,14 @@ class TaskRun(Base):
     pid_start: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(Text)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A run whose whole life was Pending -> Running -> Completed, with no rule or message, has
+    # no rows in ``states`` (the SQLite writer leaves them out: three rows less per task run).
+    # Its three transitions are these ids of the ``states`` sequence, at ``created``,
+    # ``start_time`` and ``end_time``; queries.py puts them back into every transition log, so
+    # readers see the same rows, ids and order as if they had been written. NULL otherwise.
+    pending_state_id: Mapped[int | None] = mapped_column(BigId)
+    running_state_id: Mapped[int | None] = mapped_column(BigId)
+    final_state_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class TaskRunInput(Base):
@@ -191,6 +198,9 @@ class StateRow(Base):
     """One transition of a flow or task run, with the rule that decided it (if any)."""
 
     __tablename__ = "states"
+    # AUTOINCREMENT on SQLite: the writer takes ids for the transitions it leaves out (see
+    # TaskRun.pending_state_id) by moving the table's sequence, so no later insert reuses them
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(IdType, index=True)
@@ -270,6 +280,9 @@ PARTIAL_INDEXES = {
     "ix_flow_runs__state_name_created": "state_name != 'Completed'",
     "ix_task_runs__state_type_created": "state_type != 'COMPLETED'",
     "ix_task_runs__state_name_created": "state_name != 'Completed'",
+    "ix_task_runs__final_state_id": "final_state_id IS NOT NULL",
+    # most runs have no cache key: they cost this index nothing
+    "ix_task_runs__cache_key_end": "cache_key IS NOT NULL",
 }
 
 
@@ -293,6 +306,9 @@ Index("ix_task_runs__task_name_created", TaskRun.task_name, TaskRun.created)
 _partial("ix_task_runs__state_type_created", TaskRun.state_type, TaskRun.created)
 _partial("ix_task_runs__state_name_created", TaskRun.state_name, TaskRun.created)
 Index("ix_logs__task_run_id", Log.task_run_id)
+# the transitions left out of ``states``, newest first and after a given id (browser changes)
+_partial("ix_task_runs__final_state_id", TaskRun.final_state_id)
+_partial("ix_task_runs__cache_key_end", TaskRun.cache_key)
 
 
 class FlowRunTag(Base):

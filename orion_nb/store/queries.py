@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import Integer, String, Uuid, desc, literal_column, select, type_coerce
 
 from orion_nb.errors import QueryError
-from orion_nb.store import columnar, frames
+from orion_nb.store import columnar, frames, state_log
 from orion_nb.store.frames import Kinds
 from orion_nb.store.models import (
     Deployment,
@@ -462,9 +462,13 @@ async def states(
     dtype_backend: str | None = None,
 ) -> pd.DataFrame:
     _check_dtype_backend(dtype_backend)
-    stmt = select(*_cols(engine, StateRow, _STATE_COLS)).order_by(desc(StateRow.id))
-    if run_id is not None:
-        stmt = stmt.where(StateRow.run_id == run_id)
+    log_ = state_log.transitions(
+        engine.dialect.name == "sqlite",
+        states_where=None if run_id is None else StateRow.run_id == run_id,
+        tasks_where=None if run_id is None else TaskRun.id == run_id,
+        newest=limit,
+    )
+    stmt = select(*(log_.c[c] for c in _STATE_COLS)).order_by(desc(log_.c.id))
     if limit is not None:
         stmt = stmt.limit(limit)
     return await _frame(
@@ -561,11 +565,12 @@ async def run_tree(engine: AnyEngine, flow_run_id: str) -> dict[str, pd.DataFram
     flows = pd.concat(all_flows, ignore_index=True)
     tasks = pd.concat(tasks_frames, ignore_index=True)
     run_ids = list(flows["id"]) + list(tasks["id"])
-    stmt = (
-        select(*_cols(engine, StateRow, _STATE_COLS))
-        .where(StateRow.run_id.in_(run_ids))
-        .order_by(StateRow.id)
+    log_ = state_log.transitions(
+        engine.dialect.name == "sqlite",
+        states_where=StateRow.run_id.in_(run_ids),
+        tasks_where=TaskRun.id.in_(list(tasks["id"])),
     )
+    stmt = select(*(log_.c[c] for c in _STATE_COLS)).order_by(log_.c.id)
     states_df = await _frame(engine, stmt, kinds(StateRow, _STATE_COLS))
     stmt = (
         select(*_cols(engine, Log, _LOG_COLS))

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from orion_nb.store import database
-from orion_nb.store.batches import ORPHAN_COLS, RESULT_COLS, STATE_COLS, Batch
+from orion_nb.store.batches import LEFT_OUT_COLS, ORPHAN_COLS, RESULT_COLS, STATE_COLS, Batch
 from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput, WriteBatch
 
 __all__ = ["PostgresTarget", "RowError", "SQLiteTarget", "classify"]
@@ -45,6 +45,7 @@ _TASK_UPDATABLE = (
     "host",
     "pid",
     "worker",
+    *LEFT_OUT_COLS,
 )
 # a flow run may take over a row created ahead of time (a deployment's scheduled slot, see
 # store/deployments.py): the engine's own record of who runs it and with what wins, while the
@@ -218,6 +219,19 @@ def _statements(dialect_name: str) -> dict[str, Any]:
     return stmts
 
 
+# the last id of the ``states`` sequence (AUTOINCREMENT: its sqlite_sequence entry, which
+# SQLite creates on the table's first insert, is never below the largest id in the table)
+_LAST_STATE_ID_SQL = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'states'), 0), "
+    "coalesce((SELECT max(id) FROM states), 0))"
+)
+# move the sequence past ids taken for left-out transitions, after the batch's inserts (which
+# create the entry if the table had none; else it is created: sqlite_sequence has no key, so
+# no UPSERT)
+_MOVE_STATE_SEQUENCE_SQL = "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'states'"
+_START_STATE_SEQUENCE_SQL = "INSERT INTO sqlite_sequence (name, seq) VALUES ('states', ?)"
+
+
 class SQLiteTarget:
     """The bulk path for SQLite: its own driver connection, multi-row statements."""
 
@@ -239,7 +253,8 @@ class SQLiteTarget:
             compiled = stmts[key].compile(dialect=sq)
             self.raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
         tables: dict[str, Any] = {
-            "states": (StateRow.__table__, STATE_COLS),  # type: ignore[attr-defined]
+            # with explicit ids: the writer numbers transitions, also those it leaves out
+            "states": (StateRow.__table__, ("id", *STATE_COLS)),  # type: ignore[attr-defined]
             "edges": (TaskRunInput.__table__, _EDGE_COLS),  # type: ignore[attr-defined]
             "logs": (Log.__table__, _LOG_COLS),  # type: ignore[attr-defined]
         }
@@ -281,10 +296,22 @@ class SQLiteTarget:
                 conn.execute("ROLLBACK")
                 return False
             n = 0
+            try:
+                numbered = self._number_states(batch)
+            except sqlite3.OperationalError:
+                raise
+            except Exception as exc:
+                raise RowError(f"{type(exc).__name__}: {exc}") from exc
             for key, rows in batch.items():
                 sql, cols = self.raw_sql[key]
                 try:
-                    params = self._params(key, rows, cols)
+                    if key == "states":
+                        params = numbered[0]
+                    elif key == "upsert_task" and numbered[1]:
+                        taken = numbered[1]
+                        params = _sqlite_rows([taken.get(r["id"], r) for r in rows], cols)
+                    else:
+                        params = self._params(key, rows, cols)
                 except Exception as exc:
                     raise RowError(f"{type(exc).__name__}: {exc}") from exc
                 if key.startswith(("update_", "heartbeat_")):
@@ -292,6 +319,8 @@ class SQLiteTarget:
                 else:
                     self._insert_many(key, sql, len(cols), params)
                 n += len(rows)
+            if numbered[1]:
+                self._move_state_sequence(numbered[2])
             conn.execute(
                 "INSERT INTO write_batches (id, written_at, rows) VALUES (?, ?, ?)",
                 (batch.id, _sqlite_ts(time.time()), n),
@@ -308,11 +337,48 @@ class SQLiteTarget:
             raise
         return True
 
+    def _number_states(
+        self, batch: Batch
+    ) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], int]:
+        """The batch's state rows with ids, the task run rows that hold left-out ids, and
+        the last id taken.
+
+        Ids continue the ``states`` sequence in the order the transitions happened. A state
+        marked as left out (:meth:`Coalescer.leave_out_plain`) gets no row: its id goes into a
+        copy of its run's row, which a marked batch always holds (:meth:`Batch.split` unmarks
+        what it parts). The batch itself is never changed, so a retry starts from the same
+        rows. The sequence is moved past the last id taken (:meth:`_move_state_sequence`), so
+        no later insert, from any process, reuses an id left out here.
+        """
+        states = batch.parts.get("states")
+        if not states:
+            return [], {}, 0
+        conn = self.conn
+        (last,) = conn.execute(_LAST_STATE_ID_SQL).fetchone()
+        out: list[tuple[Any, ...]] = []
+        taken: dict[str, dict[str, Any]] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        ts = _sqlite_ts
+        for i, r in enumerate(states, last + 1):
+            if len(r) == 7:
+                out.append((i, r[0], r[1], r[2], r[3], ts(r[4]), r[5], r[6]))
+            else:
+                row = taken.get(r[0])
+                if row is None:
+                    if not rows:
+                        rows = {t["id"]: t for t in batch.parts["upsert_task"]}
+                    # the batch keeps its rows as they came: the ids go into a copy
+                    row = taken[r[0]] = dict(rows[r[0]])
+                row[r[7]] = i
+        return out, taken, last + len(states)
+
+    def _move_state_sequence(self, top: int) -> None:
+        """Move the ``states`` sequence to ``top``, the last id this batch took."""
+        if not self.conn.execute(_MOVE_STATE_SEQUENCE_SQL, (top,)).rowcount:
+            self.conn.execute(_START_STATE_SEQUENCE_SQL, (top,))
+
     @staticmethod
     def _params(key: str, rows: list[Any], cols: list[str]) -> list[Any]:
-        if key == "states":
-            ts = _sqlite_ts
-            return [(r[0], r[1], r[2], r[3], ts(r[4]), r[5], r[6]) for r in rows]
         if key.startswith("heartbeat_"):
             return [tuple(_sqlite_ts(hb) if c == "_hb" else rid for c in cols) for rid, hb in rows]
         return _sqlite_rows(rows, cols)
@@ -376,7 +442,8 @@ class PostgresTarget:
     @staticmethod
     def _params(key: str, rows: list[Any]) -> list[dict[str, Any]]:
         if key == "states":
-            return [_pg_row(dict(zip(STATE_COLS, r, strict=True))) for r in rows]
+            # every transition gets its row here (a left-out mark, r[7], is not honoured)
+            return [_pg_row(dict(zip(STATE_COLS, r[:7], strict=True))) for r in rows]
         if key.startswith("heartbeat_"):
             return [{"_id": rid, "_hb": _dt(hb)} for rid, hb in rows]
         return [_pg_row(r) for r in rows]

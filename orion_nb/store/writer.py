@@ -93,7 +93,8 @@ class Writer:
         self.engine: Any = None  # sync Engine (SQLite) or AsyncEngine (Postgres)
         self._lt = loop_thread or LoopThread("orion-nb-writer")
         self._target: Any = None
-        self._coalescer = Coalescer()
+        # the SQLite target can leave plain task runs' transitions out (batches.py)
+        self._coalescer = Coalescer(elide=url.split(":", 1)[0].split("+")[0] == "sqlite")
         self._backlog: deque[Batch] = deque()
         self._spilled: deque[Any] = deque()  # journal files to write before the backlog
         self._waiters: list[concurrent.futures.Future[None]] = []
