@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FLOWS_SCRIPT, child_env, spawn, wait_all
 from tests._helpers import TASK_TRANSITIONS_SQL, TRANSITION_IDS_SQL
+from tests.conftest import FLOWS_SCRIPT, child_env, spawn, wait_all
 
 pytestmark = pytest.mark.slow
 

@@ -83,3 +83,36 @@ def test_a_0001_database_upgrades_to_head_keeping_its_runs(tmp_path: Path):
     engine.dispose()
     assert {"host", "pid", "worker", "heartbeat_at"} <= cols
     assert version == database.HEAD_REVISION
+
+
+def test_partial_indexes_and_autoincrement_are_the_same_either_way(tmp_path: Path):
+    """What the inspector does not compare: index WHERE clauses and AUTOINCREMENT tables."""
+    import re
+    import sqlite3
+
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    _migrate(f"sqlite:///{a}", via_alembic=True)
+    _migrate(f"sqlite:///{b}", via_alembic=False)
+
+    def traits(path: Path) -> dict[str, str | bool]:
+        con = sqlite3.connect(path)
+        try:
+            found = con.execute(
+                "select type, name, sql from sqlite_master where sql is not null"
+            ).fetchall()
+        finally:
+            con.close()
+        out: dict[str, str | bool] = {}
+        for kind, name, sql in found:
+            if kind == "table":
+                out[name] = "AUTOINCREMENT" in sql.upper()
+            elif kind == "index" and " WHERE " in sql.upper():
+                where = sql[sql.upper().index(" WHERE ") + 7 :]
+                out[name] = re.sub(r"[\s\"'()]", "", where).lower()
+        return out
+
+    got = traits(a)
+    assert got == traits(b)
+    assert got["states"] is True
+    assert got["ix_task_runs__final_state_id"] == "final_state_idisnotnull"
+    assert got["ix_task_runs__cache_key_end"] == "cache_keyisnotnull"

@@ -27,8 +27,8 @@ from orion_nb.engine import recorder
 from orion_nb.engine.params import new_id
 from orion_nb.errors import OrionNBWarning
 from orion_nb.store.writer import Writer
-from tests.conftest import child_env, spawn
 from tests._helpers import TASK_TRANSITIONS_SQL, TRANSITION_IDS_SQL
+from tests.conftest import child_env, spawn
 
 SURROGATE_NAME = b"caf\xe9.csv".decode("utf-8", "surrogateescape")
 
