@@ -9,66 +9,11 @@ from typing import Any
 
 HEAD_REVISION = '0002'
 
-# the head revision's schema, in creation order (replayed in one transaction)
+# the head revision's schema: tables, indexes, views, triggers (replayed in one transaction)
 SCHEMA: tuple[str, ...] = ('CREATE TABLE alembic_version (\n'
  '\tversion_num VARCHAR(32) NOT NULL, \n'
  '\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n'
  ')',
- 'CREATE TABLE "task_runs" (\n'
- '\tid VARCHAR(36) NOT NULL, \n'
- '\tflow_run_id VARCHAR(36), \n'
- '\ttask_name TEXT NOT NULL, \n'
- '\ttask_key TEXT NOT NULL, \n'
- '\tdynamic_key TEXT NOT NULL, \n'
- '\tname TEXT NOT NULL, \n'
- '\tcache_key TEXT, \n'
- '\tcache_expiration DATETIME, \n'
- '\tresult_ref TEXT, \n'
- '\tstate_type VARCHAR(20), \n'
- '\tstate_name TEXT, \n'
- '\tcreated DATETIME NOT NULL, \n'
- '\tstart_time DATETIME, \n'
- '\tend_time DATETIME, \n'
- '\trun_count INTEGER NOT NULL, \n'
- '\ttags JSON NOT NULL, \n'
- '\tmessage TEXT, host TEXT, pid INTEGER, pid_start TEXT, worker TEXT, heartbeat_at '
- 'DATETIME, \n'
- '\tCONSTRAINT pk_task_runs PRIMARY KEY (id)\n'
- ')',
- 'CREATE INDEX ix_task_runs__cache_key_end ON task_runs (cache_key)',
- 'CREATE INDEX ix_task_runs__created ON task_runs (created)',
- 'CREATE TABLE "task_run_inputs" (\n'
- '\tid INTEGER NOT NULL, \n'
- '\ttask_run_id VARCHAR(36) NOT NULL, \n'
- '\tupstream_task_run_id VARCHAR(36) NOT NULL, \n'
- '\tparameter TEXT NOT NULL, \n'
- '\tCONSTRAINT pk_task_run_inputs PRIMARY KEY (id)\n'
- ')',
- 'CREATE INDEX ix_task_run_inputs__upstream_task_run_id ON task_run_inputs '
- '(upstream_task_run_id)',
- 'CREATE INDEX ix_task_run_inputs__task_run_id ON task_run_inputs (task_run_id)',
- 'CREATE TABLE "states" (\n'
- '\tid INTEGER NOT NULL, \n'
- '\trun_id VARCHAR(36) NOT NULL, \n'
- '\trun_kind VARCHAR(8) NOT NULL, \n'
- '\ttype VARCHAR(20) NOT NULL, \n'
- '\tname TEXT NOT NULL, \n'
- '\ttimestamp DATETIME NOT NULL, \n'
- '\tmessage TEXT, \n'
- '\trule TEXT, \n'
- '\tCONSTRAINT pk_states PRIMARY KEY (id)\n'
- ')',
- 'CREATE INDEX ix_states__run_id ON states (run_id)',
- 'CREATE TABLE "logs" (\n'
- '\tid INTEGER NOT NULL, \n'
- '\tflow_run_id VARCHAR(36), \n'
- '\ttask_run_id VARCHAR(36), \n'
- '\tlevel TEXT NOT NULL, \n'
- '\ttimestamp DATETIME NOT NULL, \n'
- '\tmessage TEXT NOT NULL, \n'
- '\tCONSTRAINT pk_logs PRIMARY KEY (id)\n'
- ')',
- 'CREATE INDEX ix_logs__flow_run_id ON logs (flow_run_id)',
  'CREATE TABLE "deployments" (\n'
  '\tid VARCHAR(36) NOT NULL, \n'
  '\tname TEXT NOT NULL, \n'
@@ -81,6 +26,11 @@ SCHEMA: tuple[str, ...] = ('CREATE TABLE alembic_version (\n'
  'created DATETIME, updated DATETIME, \n'
  '\tCONSTRAINT pk_deployments PRIMARY KEY (id), \n'
  '\tCONSTRAINT uq_deployments__name UNIQUE (name)\n'
+ ')',
+ 'CREATE TABLE flow_run_tags (\n'
+ '\tflow_run_id VARCHAR(36) NOT NULL, \n'
+ '\ttag TEXT NOT NULL, \n'
+ '\tCONSTRAINT pk_flow_run_tags PRIMARY KEY (flow_run_id, tag)\n'
  ')',
  'CREATE TABLE "flow_runs" (\n'
  '\tid VARCHAR(36) NOT NULL, \n'
@@ -108,34 +58,87 @@ SCHEMA: tuple[str, ...] = ('CREATE TABLE alembic_version (\n'
  '\tCONSTRAINT uq_flow_runs__deployment_id_expected_start_time UNIQUE (deployment_id, '
  'expected_start_time)\n'
  ')',
- 'CREATE INDEX ix_flow_runs__parent_task_run_id ON flow_runs (parent_task_run_id)',
- 'CREATE INDEX ix_flow_runs__created ON flow_runs (created)',
+ 'CREATE TABLE "logs" (\n'
+ '\tid INTEGER NOT NULL, \n'
+ '\tflow_run_id VARCHAR(36), \n'
+ '\ttask_run_id VARCHAR(36), \n'
+ '\tlevel TEXT NOT NULL, \n'
+ '\ttimestamp DATETIME NOT NULL, \n'
+ '\tmessage TEXT NOT NULL, \n'
+ '\tCONSTRAINT pk_logs PRIMARY KEY (id)\n'
+ ')',
+ 'CREATE TABLE "states" (\n'
+ '\tid INTEGER NOT NULL, \n'
+ '\trun_id VARCHAR(36) NOT NULL, \n'
+ '\trun_kind VARCHAR(8) NOT NULL, \n'
+ '\ttype VARCHAR(20) NOT NULL, \n'
+ '\tname TEXT NOT NULL, \n'
+ '\ttimestamp DATETIME NOT NULL, \n'
+ '\tmessage TEXT, \n'
+ '\trule TEXT, \n'
+ '\tCONSTRAINT pk_states PRIMARY KEY (id)\n'
+ ')',
+ 'CREATE TABLE "task_run_inputs" (\n'
+ '\tid INTEGER NOT NULL, \n'
+ '\ttask_run_id VARCHAR(36) NOT NULL, \n'
+ '\tupstream_task_run_id VARCHAR(36) NOT NULL, \n'
+ '\tparameter TEXT NOT NULL, \n'
+ '\tCONSTRAINT pk_task_run_inputs PRIMARY KEY (id)\n'
+ ')',
+ 'CREATE TABLE "task_runs" (\n'
+ '\tid VARCHAR(36) NOT NULL, \n'
+ '\tflow_run_id VARCHAR(36), \n'
+ '\ttask_name TEXT NOT NULL, \n'
+ '\ttask_key TEXT NOT NULL, \n'
+ '\tdynamic_key TEXT NOT NULL, \n'
+ '\tname TEXT NOT NULL, \n'
+ '\tcache_key TEXT, \n'
+ '\tcache_expiration DATETIME, \n'
+ '\tresult_ref TEXT, \n'
+ '\tstate_type VARCHAR(20), \n'
+ '\tstate_name TEXT, \n'
+ '\tcreated DATETIME NOT NULL, \n'
+ '\tstart_time DATETIME, \n'
+ '\tend_time DATETIME, \n'
+ '\trun_count INTEGER NOT NULL, \n'
+ '\ttags JSON NOT NULL, \n'
+ '\tmessage TEXT, host TEXT, pid INTEGER, pid_start TEXT, worker TEXT, heartbeat_at '
+ 'DATETIME, \n'
+ '\tCONSTRAINT pk_task_runs PRIMARY KEY (id)\n'
+ ')',
  'CREATE TABLE write_batches (\n'
  '\tid VARCHAR(64) NOT NULL, \n'
  '\twritten_at DATETIME NOT NULL, \n'
  '\trows INTEGER NOT NULL, \n'
  '\tCONSTRAINT pk_write_batches PRIMARY KEY (id)\n'
  ')',
- 'CREATE INDEX ix_write_batches__written_at ON write_batches (written_at)',
- 'CREATE INDEX ix_flow_runs__flow_name_created ON flow_runs (flow_name, created)',
+ 'CREATE INDEX ix_flow_run_tags__tag_flow_run_id ON flow_run_tags (tag, flow_run_id)',
+ 'CREATE INDEX ix_flow_runs__created ON flow_runs (created)',
  'CREATE INDEX ix_flow_runs__deployment_id_created ON flow_runs (deployment_id, created)',
- 'CREATE INDEX ix_flow_runs__state_type_created ON flow_runs (state_type, created) WHERE '
- "state_type != 'COMPLETED'",
+ 'CREATE INDEX ix_flow_runs__flow_name_created ON flow_runs (flow_name, created)',
+ 'CREATE INDEX ix_flow_runs__parent_task_run_id ON flow_runs (parent_task_run_id)',
  'CREATE INDEX ix_flow_runs__state_name_created ON flow_runs (state_name, created) WHERE '
  "state_name != 'Completed'",
- 'CREATE INDEX ix_task_runs__flow_run_id_created ON task_runs (flow_run_id, created)',
- 'CREATE INDEX ix_task_runs__task_name_created ON task_runs (task_name, created)',
- 'CREATE INDEX ix_task_runs__state_type_created ON task_runs (state_type, created) WHERE '
+ 'CREATE INDEX ix_flow_runs__state_type_created ON flow_runs (state_type, created) WHERE '
  "state_type != 'COMPLETED'",
+ 'CREATE INDEX ix_logs__flow_run_id ON logs (flow_run_id)',
+ 'CREATE INDEX ix_logs__task_run_id ON logs (task_run_id)',
+ 'CREATE INDEX ix_states__run_id ON states (run_id)',
+ 'CREATE INDEX ix_task_run_inputs__task_run_id ON task_run_inputs (task_run_id)',
+ 'CREATE INDEX ix_task_run_inputs__upstream_task_run_id ON task_run_inputs '
+ '(upstream_task_run_id)',
+ 'CREATE INDEX ix_task_runs__cache_key_end ON task_runs (cache_key)',
+ 'CREATE INDEX ix_task_runs__created ON task_runs (created)',
+ 'CREATE INDEX ix_task_runs__flow_run_id_created ON task_runs (flow_run_id, created)',
  'CREATE INDEX ix_task_runs__state_name_created ON task_runs (state_name, created) WHERE '
  "state_name != 'Completed'",
- 'CREATE INDEX ix_logs__task_run_id ON logs (task_run_id)',
- 'CREATE TABLE flow_run_tags (\n'
- '\tflow_run_id VARCHAR(36) NOT NULL, \n'
- '\ttag TEXT NOT NULL, \n'
- '\tCONSTRAINT pk_flow_run_tags PRIMARY KEY (flow_run_id, tag)\n'
- ')',
- 'CREATE INDEX ix_flow_run_tags__tag_flow_run_id ON flow_run_tags (tag, flow_run_id)',
+ 'CREATE INDEX ix_task_runs__state_type_created ON task_runs (state_type, created) WHERE '
+ "state_type != 'COMPLETED'",
+ 'CREATE INDEX ix_task_runs__task_name_created ON task_runs (task_name, created)',
+ 'CREATE INDEX ix_write_batches__written_at ON write_batches (written_at)',
+ 'CREATE TRIGGER trg_flow_runs__tags_delete AFTER DELETE ON flow_runs BEGIN\n'
+ '    DELETE FROM flow_run_tags WHERE flow_run_id = OLD.id;\n'
+ 'END',
  'CREATE TRIGGER trg_flow_runs__tags_insert AFTER INSERT ON flow_runs BEGIN\n'
  '    INSERT OR IGNORE INTO flow_run_tags (flow_run_id, tag)\n'
  '    SELECT NEW.id, j.value FROM json_each(CASE WHEN json_valid(NEW.tags) THEN CASE WHEN\n'
@@ -146,9 +149,6 @@ SCHEMA: tuple[str, ...] = ('CREATE TABLE alembic_version (\n'
  '    INSERT OR IGNORE INTO flow_run_tags (flow_run_id, tag)\n'
  '    SELECT NEW.id, j.value FROM json_each(CASE WHEN json_valid(NEW.tags) THEN CASE WHEN\n'
  "        json_type(NEW.tags) = 'array' THEN NEW.tags END END) AS j WHERE j.type = 'text';\n"
- 'END',
- 'CREATE TRIGGER trg_flow_runs__tags_delete AFTER DELETE ON flow_runs BEGIN\n'
- '    DELETE FROM flow_run_tags WHERE flow_run_id = OLD.id;\n'
  'END')
 
 # stamps a new database at HEAD_REVISION (one parameter: the revision)

@@ -9,7 +9,7 @@ tables, creating a new database through Alembic and detecting crashed runs throu
 would import SQLAlchemy (~0.15 s) before that run's history could be committed. Nothing here
 is written by hand: this module compiles the same statements at development time, and takes
 the schema from what ``alembic upgrade head`` leaves in ``sqlite_master`` (tables, indexes,
-partial indexes, triggers, in creation order), so replaying it gives an identical schema.
+partial indexes, triggers), so replaying it gives an identical schema.
 ``tests/test_sqlite_sql.py`` regenerates the module and fails when the committed file
 differs, so it cannot drift from ``models.py`` or the migrations.
 """
@@ -147,8 +147,8 @@ def schema_sql() -> tuple[str, list[str], str]:
         con = sqlite3.connect(path)
         try:
             rows = con.execute(
-                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL "
-                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid"
+                "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
             ).fetchall()
         finally:
             con.close()
@@ -157,7 +157,11 @@ def schema_sql() -> tuple[str, list[str], str]:
     )
     stamp, _, _ = _compile(insert(version).values(version_num=bindparam("version_num")))
     assert revision is not None
-    return revision, [r[0] for r in rows], stamp
+    # Alembic creates some indexes in an order of its own (not the same in every process):
+    # tables first, then indexes, views and triggers, each by name, is a stable valid order
+    rank = {"table": 0, "index": 1, "view": 2, "trigger": 3}
+    rows.sort(key=lambda r: (rank[r[0]], r[1]))
+    return revision, [r[2] for r in rows], stamp
 
 
 def render() -> str:
@@ -167,7 +171,7 @@ def render() -> str:
         _HEADER,
         "from typing import Any\n\n",
         f"HEAD_REVISION = {revision!r}\n\n",
-        "# the head revision's schema, in creation order (replayed in one transaction)\n",
+        "# the head revision's schema: tables, indexes, views, triggers (replayed in one transaction)\n",
         f"SCHEMA: tuple[str, ...] = {_fmt(tuple(schema))}\n\n",
         "# stamps a new database at HEAD_REVISION (one parameter: the revision)\n",
         f"STAMP = {stamp!r}\n\n",

@@ -162,23 +162,24 @@ class _Sqlite:
         return self._each(f"still_open_{kind}", ids)
 
     def crash(self, kind: str, ids: list[str], message: str, ts: datetime) -> None:
-        from orion_nb.store.targets import _sqlite_ts
-
-        end = _sqlite_ts(ts.timestamp())
+        end = _sqlite_dt(ts)
         sql = self.sql[f"crash_{kind}"][0]
         self.conn.executemany(
             sql, [self._args(f"crash_{kind}", _id=rid, _end=end, _msg=message)[1] for rid in ids]
         )
 
     def insert_states(self, rows: list[dict[str, Any]]) -> None:
-        from orion_nb.store.targets import _sqlite_ts
-
         sql = self.sql["insert_state"][0]
         params = []
         for row in rows:
-            values = dict(row, timestamp=_sqlite_ts(row["timestamp"].timestamp()))
+            values = dict(row, timestamp=_sqlite_dt(row["timestamp"]))
             params.append(self._args("insert_state", **values)[1])
         self.conn.executemany(sql, params)
+
+
+def _sqlite_dt(value: datetime) -> str:
+    """A UTC datetime as SQLAlchemy's SQLite ``DATETIME`` stores it."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _db(conn: Any) -> Any:
