@@ -41,7 +41,7 @@ def _master(path: Path) -> list[tuple[str, str, str, str]]:
     finally:
         con.close()
     norm = [(t, n, tb, " ".join((sql or "").split())) for t, n, tb, sql in rows]
-    return sorted(norm) + [("version", str(version), "", "")]
+    return [*sorted(norm), ("version", str(version), "", "")]
 
 
 def test_a_new_database_set_up_by_sqlite3_equals_alembic_upgrade_head(tmp_path: Path):

@@ -67,7 +67,16 @@ def _ts(value: Any) -> float | None:
     return float(value.timestamp())
 
 
-_SELECTED = ("id", "state_type", "host", "pid", "pid_start", "heartbeat_at", "start_time", "created")
+_SELECTED = (
+    "id",
+    "state_type",
+    "host",
+    "pid",
+    "pid_start",
+    "heartbeat_at",
+    "start_time",
+    "created",
+)
 STATE_KEYS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rule")
 
 
