@@ -1,7 +1,10 @@
 """Engines for SQLite (the standard sqlite3 driver) and Postgres (asyncpg), and schema set-up.
 
 A database is created and migrated to the newest schema on first use. When the schema is
-already current, Alembic is not even imported: one query of ``alembic_version`` decides.
+already current, Alembic is not even imported: one query of ``alembic_version`` decides. A
+plain SQLite file is set up by :func:`open_sqlite` through ``sqlite3`` alone, with the schema
+Alembic produces compiled ahead of time (:mod:`orion_nb.store.gen_sql`), so the first run
+imports no SQLAlchemy; only an older schema goes through Alembic (:func:`migrate`).
 
 Set-up is careful with what it finds:
 
