@@ -197,3 +197,50 @@ def test_a_first_run_imports_no_sqlalchemy_on_a_new_or_an_existing_database(tmp_
         # ... and the history API (which may import SQLAlchemy) reads what it wrote
         assert got["flow_runs"] == n and got["task_runs"] == 3 * n
         assert got["states"] == ["Completed"] * n
+
+
+def test_a_new_database_that_replays_a_journal_still_gets_its_crashed_runs_marked(tmp_path: Path):
+    """Crash detection is skipped for a database created just now, unless a journal filled it."""
+    import socket
+
+    import orion_nb
+    from orion_nb.store.batches import Batch
+    from orion_nb.store.journal import Journal
+    from orion_nb.store.writer import Writer
+
+    db = tmp_path / "new.db"
+    url = settings.sqlite_url(db)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    now = time.time()
+    row = dict.fromkeys(_sqlite_sql.WRITER["upsert_flow"][1])
+    row |= {
+        "id": "0" * 8 + "-0000-4000-8000-" + "0" * 12,
+        "flow_name": "journaled",
+        "name": "n",
+        "parameters": {},
+        "state_type": "RUNNING",
+        "state_name": "Running",
+        "created": now - 60,
+        "start_time": now - 60,
+        "heartbeat_at": now - 60,
+        "run_count": 1,
+        "tags": [],
+        "host": socket.gethostname(),
+        "pid": int(gone.stdout),
+        "pid_start": "1.00",
+    }
+    Journal(tmp_path / "journal", url).write(Batch({"upsert_flow": [row]}))
+    assert not db.exists()
+    orion_nb.configure(home=tmp_path)  # where the journal is
+    writer = Writer(url).start()  # creates the database, replays the journal, checks for crashes
+    writer.close()
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT flow_name, state_name FROM flow_runs").fetchall() == [
+        ("journaled", "Crashed")
+    ]
+    con.close()
