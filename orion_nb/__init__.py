@@ -25,10 +25,8 @@ from orion_nb.engine.cache import (
 )
 from orion_nb.engine.concurrency import set_concurrency_limit
 from orion_nb.engine.context import get_run_context
-from orion_nb.engine.dask_runner import DaskTaskRunner, get_dask_client
 from orion_nb.engine.flows import Flow, flow
 from orion_nb.engine.futures import FutureList, TaskFuture, as_completed, wait
-from orion_nb.engine.process_runner import ProcessPoolTaskRunner
 from orion_nb.engine.run_logging import get_run_logger
 from orion_nb.engine.runners import SequentialTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from orion_nb.engine.tags import tags
@@ -51,6 +49,34 @@ from orion_nb.orchestration.states import (
 from orion_nb.settings import configure
 
 __version__ = "0.1.0"
+
+# Loaded on first use: a flow that does not use them does not pay for their imports (the
+# remote-execution machinery behind both runners); ``from orion_nb import X`` works as before.
+_LAZY = {
+    "DaskTaskRunner": "orion_nb.engine.dask_runner",
+    "get_dask_client": "orion_nb.engine.dask_runner",
+    "ProcessPoolTaskRunner": "orion_nb.engine.process_runner",
+}
+
+if _t.TYPE_CHECKING:
+    from orion_nb.engine.dask_runner import DaskTaskRunner, get_dask_client
+    from orion_nb.engine.process_runner import ProcessPoolTaskRunner
+
+
+def __getattr__(name: str) -> _t.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orion_nb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "DEFAULT",

@@ -335,10 +335,14 @@ def redact(text: str, *urls: str) -> str:
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
-    """The SQLite URL of ``path``, escaped so that ``?``, ``%`` or ``#`` in it stay in the path."""
-    from sqlalchemy.engine import URL
+    """The SQLite URL of ``path``, escaped so that ``?``, ``%`` or ``#`` in it stay in the path.
 
-    return URL.create("sqlite", database=os.fspath(path)).render_as_string(hide_password=False)
+    Percent-encoded as SQLAlchemy's ``URL.render_as_string`` does (a test compares them),
+    without importing SQLAlchemy: the first run's writer needs none.
+    """
+    from urllib.parse import quote
+
+    return "sqlite:///" + quote(os.fspath(path), safe=" +/")
 
 
 def resolve_database_url(url: str) -> str:

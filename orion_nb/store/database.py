@@ -1,7 +1,10 @@
 """Engines for SQLite (the standard sqlite3 driver) and Postgres (asyncpg), and schema set-up.
 
 A database is created and migrated to the newest schema on first use. When the schema is
-already current, Alembic is not even imported: one query of ``alembic_version`` decides.
+already current, Alembic is not even imported: one query of ``alembic_version`` decides. A
+plain SQLite file is set up by :func:`open_sqlite` through ``sqlite3`` alone, with the schema
+Alembic produces compiled ahead of time (:mod:`orion_nb.store.gen_sql`), so the first run
+imports no SQLAlchemy; only an older schema goes through Alembic (:func:`migrate`).
 
 Set-up is careful with what it finds:
 
@@ -18,12 +21,10 @@ Set-up is careful with what it finds:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from urllib.parse import unquote
 
 from orion_nb.errors import ConfigurationError
 from orion_nb.settings import mask_url
@@ -35,7 +36,9 @@ __all__ = [
     "driver_url",
     "is_async",
     "migrate",
+    "open_sqlite",
     "schema_revision",
+    "sqlite_path",
 ]
 
 HEAD_REVISION = "0003"
@@ -64,6 +67,9 @@ def driver_url(url: str) -> str:
     ``sqlite:///x.db`` (any SQLite driver) becomes ``sqlite:///x.db`` on the standard driver;
     ``postgresql://`` and ``postgres://`` become ``postgresql+asyncpg://``.
     """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         u = make_url(url)
     except ArgumentError as exc:
@@ -104,6 +110,9 @@ def create_engine(url: str) -> Any:
     first run does not import SQLAlchemy's asyncio layer. Postgres gets an async engine on
     asyncpg, used from the writer's event loop.
     """
+    from sqlalchemy import event
+    from sqlalchemy.engine import make_url
+
     durl = driver_url(url)
     u = make_url(durl)
     if u.get_backend_name() == "sqlite":
@@ -155,7 +164,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def schema_revision(sync_conn: Any) -> str | None:
     """The revision in ``alembic_version`` (``None`` when there is no such table or row)."""
-    from sqlalchemy import inspect
+    from sqlalchemy import inspect, text
 
     if not inspect(sync_conn).has_table("alembic_version"):
         return None
@@ -248,6 +257,95 @@ def precheck_sqlite(path: str) -> None:
         return
 
 
+# a plain SQLite URL as settings.sqlite_url writes it (SQLAlchemy's form: the path after
+# "sqlite:///", percent-encoded); anything else goes through SQLAlchemy's URL parser
+_SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?:///(?P<path>[^?#]+)")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a plain ``sqlite:///path`` URL names, without importing SQLAlchemy.
+
+    ``None`` for every other URL (Postgres, query options, ``file:`` URIs, in-memory): those
+    take the SQLAlchemy path (:func:`create_engine` and :func:`migrate`).
+    """
+    m = _SQLITE_URL.fullmatch(url)
+    if m is None:
+        return None
+    path = unquote(m["path"])
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
+
+
+def open_sqlite(url: str, path: str) -> str | None:
+    """Set up the SQLite file ``path`` with ``sqlite3`` alone, as :func:`migrate` would.
+
+    A new (empty) database gets the head revision's schema and its ``alembic_version`` stamp
+    in one ``BEGIN IMMEDIATE`` transaction (the statements Alembic produced, generated into
+    :mod:`orion_nb.store._sqlite_sql`); eight processes creating one file at once create it
+    once. Returns ``"created"``, ``"current"`` (already at head: nothing changed), or
+    ``None`` when the schema is older and needs Alembic's migrations (nothing changed here;
+    the caller takes :func:`migrate`).
+
+    Raises
+    ------
+    ConfigurationError
+        For a foreign or newer database, or when set-up fails (rolled back).
+    """
+    import sqlite3
+
+    from orion_nb.store import _sqlite_sql as generated
+
+    if generated.HEAD_REVISION != HEAD_REVISION:  # pragma: no cover - a test keeps them equal
+        return None
+    _prepare_sqlite_path(url, path)
+    precheck_sqlite(path)
+    try:
+        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            _sqlite_pragmas(con, None)
+            action = _set_up_sqlite(con, path, generated)
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise ConfigurationError(
+            f"Setting up the history database {mask_url(url)!r} failed and was rolled "
+            f"back, so nothing was changed: {explain(exc, url)}"
+        ) from None
+    return {"create": "created", "current": "current"}.get(action)
+
+
+def _set_up_sqlite(con: Any, path: str, generated: Any) -> str:
+    """What :func:`judge` decides for ``con``'s database, done in one transaction."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {
+            r[0]
+            for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if not r[0].startswith("sqlite_")
+        }
+        revision = None
+        if "alembic_version" in tables:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = None if row is None else str(row[0])
+        action = judge(tables, revision, f"The SQLite file {path}")
+        if action == "create":
+            for statement in generated.SCHEMA:
+                con.execute(statement)
+            con.execute(generated.STAMP, (generated.HEAD_REVISION,))
+            con.execute("COMMIT")
+        else:
+            con.execute("ROLLBACK")
+        return action
+    except BaseException:
+        if con.in_transaction:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:  # pragma: no cover - SQLite rolled back itself (disk full)
+                pass
+        raise
+
+
 def _migrate_conn(sync_conn: Any) -> None:
     """Bring the schema to the newest revision (creating it if the database is empty).
 
@@ -257,6 +355,8 @@ def _migrate_conn(sync_conn: Any) -> None:
     run. A test checks that the migrations produce the same schema. When the schema is
     current, one query of ``alembic_version`` decides and Alembic is not imported either.
     """
+    from sqlalchemy import text
+
     if sync_conn.dialect.name == "postgresql":
         # serialise set-up across processes: without it, eight processes creating the schema
         # of a fresh database at once collide on Postgres's catalog (pg_type) keys
@@ -351,6 +451,8 @@ def explain(exc: BaseException, url: str) -> str:
 
 def _read_only(url: str) -> bool:
     """Whether ``url`` is a SQLite file (or directory) this process cannot write."""
+    from sqlalchemy.engine import make_url
+
     try:
         u = make_url(url)
     except Exception:
@@ -364,6 +466,8 @@ def _read_only(url: str) -> bool:
 
 
 def _target(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     try:
         u = make_url(url)
     except Exception:

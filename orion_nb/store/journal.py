@@ -37,6 +37,12 @@ _seq = itertools.count()
 
 def database_key(url: str) -> str:
     """A stable name for a database: its URL without the password, hashed."""
+    from orion_nb.store.database import sqlite_path
+
+    path = sqlite_path(url)  # the common case, without importing SQLAlchemy
+    if path is not None:
+        ident = f"sqlite:{Path(path).expanduser().absolute()}"
+        return hashlib.sha256(ident.encode("utf-8", "backslashreplace")).hexdigest()[:16]
     try:
         from sqlalchemy.engine import make_url
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import or_, select, update
 
 from orion_nb.orchestration.recovery_rules import (
     RULE,
@@ -25,7 +24,6 @@ from orion_nb.orchestration.recovery_rules import (
     OpenRun,
     detect_crashed_runs,
 )
-from orion_nb.store.models import FlowRun, StateRow, TaskRun
 
 __all__ = ["find_crashed", "mark_crashed", "process_start_of", "reconcile"]
 
@@ -69,29 +67,144 @@ def _ts(value: Any) -> float | None:
     return float(value.timestamp())
 
 
+_SELECTED = (
+    "id",
+    "state_type",
+    "host",
+    "pid",
+    "pid_start",
+    "heartbeat_at",
+    "start_time",
+    "created",
+)
+STATE_KEYS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rule")
+
+
 def _open(table: Any) -> Any:
+    from sqlalchemy import or_
+
     return or_(table.c.state_type.in_(OPEN_TYPES), table.c.state_type.is_(None))
 
 
-def find_crashed(conn: Any, grace: float, now: float | None = None) -> list[Crash]:
-    """Open flow runs and standalone task runs whose process is gone (sync connection)."""
-    now = time.time() if now is None else now
-    runs: list[OpenRun] = []
-    for kind, model in (("flow", FlowRun), ("task", TaskRun)):
-        t = model.__table__  # type: ignore[attr-defined]
-        stmt = select(
-            t.c.id,
-            t.c.state_type,
-            t.c.host,
-            t.c.pid,
-            t.c.pid_start,
-            t.c.heartbeat_at,
-            t.c.start_time,
-            t.c.created,
-        ).where(_open(t))
+class _Alchemy:
+    """The history through a SQLAlchemy connection (Postgres, the CLI, an SQLite engine)."""
+
+    def __init__(self, conn: Any) -> None:
+        from orion_nb.store.models import FlowRun, TaskRun
+
+        self.conn = conn
+        self.tables: dict[str, Any] = {"flow": FlowRun.__table__, "task": TaskRun.__table__}
+
+    def open_runs(self, kind: str) -> list[Any]:
+        from sqlalchemy import select
+
+        t = self.tables[kind]
+        stmt = select(*(t.c[c] for c in _SELECTED)).where(_open(t))
         if kind == "task":
             stmt = stmt.where(t.c.flow_run_id.is_(None))
-        for rid, st, host, pid, pid_start, hb, start, created in conn.execute(stmt).all():
+        return list(self.conn.execute(stmt).all())
+
+    def open_tasks_of(self, flow_ids: list[str]) -> list[str]:
+        from sqlalchemy import select
+
+        t = self.tables["task"]
+        stmt = select(t.c.id).where(t.c.flow_run_id.in_(flow_ids), _open(t))
+        return [str(r[0]) for r in self.conn.execute(stmt).all()]
+
+    def still_open(self, kind: str, ids: list[str]) -> list[str]:
+        from sqlalchemy import select
+
+        t = self.tables[kind]
+        stmt = select(t.c.id).where(t.c.id.in_(ids), _open(t))
+        return [str(r[0]) for r in self.conn.execute(stmt)]
+
+    def crash(self, kind: str, ids: list[str], message: str, ts: datetime) -> None:
+        from sqlalchemy import update
+
+        t = self.tables[kind]
+        for start in range(0, len(ids), 500):
+            self.conn.execute(
+                update(t)
+                .where(t.c.id.in_(ids[start : start + 500]), _open(t))
+                .values(state_type="CRASHED", state_name="Crashed", end_time=ts, message=message)
+            )
+
+    def insert_states(self, rows: list[dict[str, Any]]) -> None:
+        from orion_nb.store.models import StateRow
+
+        self.conn.execute(StateRow.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+
+class _Sqlite:
+    """The history through a plain ``sqlite3`` connection, with SQL compiled ahead of time.
+
+    The writer's first run uses it: no SQLAlchemy import before that run's history is
+    committed. Statements take one run id each (``executemany``), which selects and changes
+    exactly what :class:`_Alchemy`'s ``IN`` lists do.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        from orion_nb.store._sqlite_sql import RECOVERY
+
+        self.conn = conn
+        self.sql = RECOVERY
+
+    def _args(self, key: str, **values: Any) -> tuple[str, list[Any]]:
+        sql, names, consts = self.sql[key]
+        return sql, [values[n] if n in values else consts[n] for n in names]
+
+    def open_runs(self, kind: str) -> list[Any]:
+        sql, args = self._args(f"open_{kind}")
+        return self.conn.execute(sql, args).fetchall()
+
+    def _each(self, key: str, ids: list[str]) -> list[str]:
+        found: list[str] = []
+        for rid in ids:
+            sql, args = self._args(key, _id=rid)
+            found.extend(str(r[0]) for r in self.conn.execute(sql, args))
+        return found
+
+    def open_tasks_of(self, flow_ids: list[str]) -> list[str]:
+        return self._each("open_tasks_of_flow", flow_ids)
+
+    def still_open(self, kind: str, ids: list[str]) -> list[str]:
+        return self._each(f"still_open_{kind}", ids)
+
+    def crash(self, kind: str, ids: list[str], message: str, ts: datetime) -> None:
+        end = _sqlite_dt(ts)
+        sql = self.sql[f"crash_{kind}"][0]
+        self.conn.executemany(
+            sql, [self._args(f"crash_{kind}", _id=rid, _end=end, _msg=message)[1] for rid in ids]
+        )
+
+    def insert_states(self, rows: list[dict[str, Any]]) -> None:
+        sql = self.sql["insert_state"][0]
+        params = []
+        for row in rows:
+            values = dict(row, timestamp=_sqlite_dt(row["timestamp"]))
+            params.append(self._args("insert_state", **values)[1])
+        self.conn.executemany(sql, params)
+
+
+def _sqlite_dt(value: datetime) -> str:
+    """A UTC datetime as SQLAlchemy's SQLite ``DATETIME`` stores it."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _db(conn: Any) -> Any:
+    return _Sqlite(conn) if isinstance(conn, sqlite3.Connection) else _Alchemy(conn)
+
+
+def find_crashed(conn: Any, grace: float, now: float | None = None) -> list[Crash]:
+    """Open flow runs and standalone task runs whose process is gone.
+
+    ``conn`` is a sync SQLAlchemy connection or a ``sqlite3`` connection.
+    """
+    now = time.time() if now is None else now
+    db = _db(conn)
+    runs: list[OpenRun] = []
+    for kind in ("flow", "task"):
+        for rid, st, host, pid, pid_start, hb, start, created in db.open_runs(kind):
             last = _ts(hb) or _ts(start) or _ts(created)
             runs.append(OpenRun(str(rid), kind, st, host, pid, pid_start, last))
     if not runs:
@@ -114,62 +227,47 @@ def mark_crashed(conn: Any, crashes: list[Crash], now: float | None = None) -> l
     """Record ``crashes`` (and the open task runs of crashed flow runs); return the run ids.
 
     Each update is guarded by "still unfinished", in the same transaction, so a run that
-    finished meanwhile keeps its real end.
+    finished meanwhile keeps its real end. ``conn`` as for :func:`find_crashed`.
     """
     if not crashes:
         return []
+    db = _db(conn)
     ts = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    flows: Any = FlowRun.__table__
-    tasks: Any = TaskRun.__table__
     by_id = {c.run_id: c for c in crashes}
     flow_ids = [c.run_id for c in crashes if c.kind == "flow"]
     # task runs inside a crashed flow run crashed with it
     if flow_ids:
-        for (tid,) in conn.execute(
-            select(tasks.c.id).where(tasks.c.flow_run_id.in_(flow_ids), _open(tasks))
-        ).all():
-            tid = str(tid)
+        for tid in db.open_tasks_of(flow_ids):
             if tid not in by_id:
                 by_id[tid] = Crash(tid, "task", f"{RULE}: its flow run crashed.")
     marked = []
-    for kind, table in (("flow", flows), ("task", tasks)):
+    for kind in ("flow", "task"):
         ids = [c.run_id for c in by_id.values() if c.kind == kind]
         if not ids:
             continue
-        still_open = [
-            str(r[0])
-            for r in conn.execute(select(table.c.id).where(table.c.id.in_(ids), _open(table)))
-        ]
+        still_open = db.still_open(kind, ids)
         by_message: dict[str, list[str]] = {}
         for rid in still_open:
             by_message.setdefault(by_id[rid].message, []).append(rid)
         for msg, group in by_message.items():
-            for start in range(0, len(group), 500):
-                conn.execute(
-                    update(table)
-                    .where(table.c.id.in_(group[start : start + 500]), _open(table))
-                    .values(state_type="CRASHED", state_name="Crashed", end_time=ts, message=msg)
-                )
+            db.crash(kind, group, msg, ts)
         if still_open:
-            conn.execute(
-                StateRow.__table__.insert(),  # type: ignore[attr-defined]
+            db.insert_states(
                 [
-                    {
-                        "run_id": rid,
-                        "run_kind": kind,
-                        "type": "CRASHED",
-                        "name": "Crashed",
-                        "timestamp": ts,
-                        "message": by_id[rid].message,
-                        "rule": RULE,
-                    }
+                    dict(
+                        zip(
+                            STATE_KEYS,
+                            (rid, kind, "CRASHED", "Crashed", ts, by_id[rid].message, RULE),
+                            strict=True,
+                        )
+                    )
                     for rid in still_open
-                ],
+                ]
             )
         marked.extend(still_open)
     return marked
 
 
 def reconcile(conn: Any, grace: float) -> list[str]:
-    """Find and mark crashed runs in one go (sync connection); the ids marked."""
+    """Find and mark crashed runs in one go (as :func:`find_crashed`); the ids marked."""
     return mark_crashed(conn, find_crashed(conn, grace))

@@ -23,15 +23,13 @@ import json
 import operator
 import os
 import sqlite3
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-
 from orion_nb.store import database
 from orion_nb.store.batches import LEFT_OUT_COLS, ORPHAN_COLS, RESULT_COLS, STATE_COLS, Batch
-from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput, WriteBatch
 
 __all__ = ["PostgresTarget", "RowError", "SQLiteTarget", "classify"]
 
@@ -112,8 +110,6 @@ def classify(exc: BaseException) -> str:
     (system) mean the server. Otherwise the driver's exception types decide; anything not
     recognised as the row's fault is an outage, so nothing is dropped by mistake.
     """
-    from sqlalchemy import exc as sa_exc
-
     if isinstance(exc, FileReplaced):
         return "replaced"
     chain = _chain(exc)
@@ -121,10 +117,17 @@ def classify(exc: BaseException) -> str:
         code = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
         if isinstance(code, str) and len(code) == 5:
             return "data" if code[:2] in ("22", "23") else "outage"
+    # SQLAlchemy's errors can only be raised once it is loaded (the SQLite bulk path runs
+    # without it): classifying a sqlite3 error must not import it
+    sa_exc = sys.modules.get("sqlalchemy.exc")
     for e in chain:
-        if isinstance(e, (sa_exc.DataError, sa_exc.IntegrityError)):
+        if sa_exc is not None and isinstance(e, (sa_exc.DataError, sa_exc.IntegrityError)):
             return "data"
-        if isinstance(e, sa_exc.StatementError) and not isinstance(e, sa_exc.DBAPIError):
+        if (
+            sa_exc is not None
+            and isinstance(e, sa_exc.StatementError)
+            and not isinstance(e, sa_exc.DBAPIError)
+        ):
             return "data"  # a type processor refused a value before it reached the database
         if isinstance(e, sqlite3.OperationalError | OSError | ConnectionError | TimeoutError):
             return "outage"
@@ -181,6 +184,11 @@ def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _statements(dialect_name: str) -> dict[str, Any]:
+    """The batch keys' statements, compiled from the models (SQLite's ahead of time)."""
+    from sqlalchemy import bindparam, update
+
+    from orion_nb.store.models import FlowRun, Log, StateRow, TaskRun, TaskRunInput
+
     ins: Any
     if dialect_name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as ins
@@ -236,31 +244,15 @@ class SQLiteTarget:
     """The bulk path for SQLite: its own driver connection, multi-row statements."""
 
     def __init__(self, engine: Any, path: str) -> None:
+        # the statements were compiled from the models by `python -m orion_nb.store.gen_sql`
+        # (``engine`` is not needed for them: the first run imports no SQLAlchemy)
+        from orion_nb.store._sqlite_sql import WRITER
+
         self.path = path
-        self.raw_sql: dict[str, tuple[str, list[str]]] = {}
-        self._multi_sql: dict[tuple[str, int], str] = {}
-        stmts = _statements("sqlite")
-        sq = engine.dialect
-        for key in (
-            "upsert_flow",
-            "upsert_task",
-            "update_flow",
-            "update_task",
-            "update_task_result",
-            "heartbeat_flow",
-            "heartbeat_task",
-        ):
-            compiled = stmts[key].compile(dialect=sq)
-            self.raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
-        tables: dict[str, Any] = {
-            # with explicit ids: the writer numbers transitions, also those it leaves out
-            "states": (StateRow.__table__, ("id", *STATE_COLS)),  # type: ignore[attr-defined]
-            "edges": (TaskRunInput.__table__, _EDGE_COLS),  # type: ignore[attr-defined]
-            "logs": (Log.__table__, _LOG_COLS),  # type: ignore[attr-defined]
+        self.raw_sql: dict[str, tuple[str, list[str]]] = {
+            k: (sql, list(cols)) for k, (sql, cols) in WRITER.items()
         }
-        for key, (table, cols) in tables.items():
-            compiled = table.insert().values({c: bindparam(c) for c in cols}).compile(dialect=sq)
-            self.raw_sql[key] = (str(compiled), list(compiled.positiontup or []))
+        self._multi_sql: dict[tuple[str, int], str] = {}
         self.conn = sqlite3.connect(path, timeout=2, check_same_thread=False, isolation_level=None)
         database._sqlite_pragmas(self.conn, None)
         # a lock held by another process is waited out by the writer's retries, in short
@@ -409,6 +401,10 @@ class PostgresTarget:
     """Postgres through SQLAlchemy Core on the async engine (asyncpg)."""
 
     def __init__(self, engine: Any) -> None:
+        from sqlalchemy import bindparam, insert, select
+
+        from orion_nb.store.models import WriteBatch
+
         self.engine = engine
         self.stmts = _statements("postgresql")
         self.batch_insert = insert(WriteBatch.__table__)  # type: ignore[arg-type]

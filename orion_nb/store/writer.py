@@ -90,7 +90,10 @@ class Writer:
         self.crash_grace = s.crash_grace
         self.journal = Journal(s.journal_dir, url)
         self.queue: deque[tuple[Any, ...]] = deque()
-        self.engine: Any = None  # sync Engine (SQLite) or AsyncEngine (Postgres)
+        self._engine: Any = None  # sync Engine (SQLite) or AsyncEngine (Postgres)
+        # SQLite opened through sqlite3 alone: the engine is made only when asked for
+        self._lazy_engine = False
+        self._engine_lock = threading.Lock()
         self._lt = loop_thread or LoopThread("orion-nb-writer")
         self._target: Any = None
         # the SQLite target can leave plain task runs' transitions out (batches.py)
@@ -118,6 +121,22 @@ class Writer:
             f"Writer(url={mask_url(self.url)!r}, queued={len(self.queue)}, "
             f"backlog={sum(len(b) for b in self._backlog)})"
         )
+
+    @property
+    def engine(self) -> Any:
+        """The SQLAlchemy engine of this database (``None`` once closed).
+
+        The SQLite writer does not need one (it writes, sets up the schema and detects
+        crashed runs through ``sqlite3``, so the first run imports no SQLAlchemy): it is
+        made on first use here, for the history reads and deployments that ask for it.
+        """
+        engine = self._engine
+        if engine is None and self._lazy_engine and not self._closed:
+            with self._engine_lock:
+                if self._engine is None and not self._closed:
+                    self._engine = database.create_engine(self.url)
+                engine = self._engine
+        return engine
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> Writer:
@@ -147,18 +166,42 @@ class Writer:
         return self
 
     async def _start(self) -> None:
-        self.engine = database.create_engine(self.url)
-        try:
-            await database.migrate(self.engine)
-            await self._open_target()
-        except BaseException:
-            await self._dispose()
-            raise
-        self._spilled.extend(self.journal.files())
+        created = await self._open_store()
+        journaled = self.journal.files()
+        self._spilled.extend(journaled)
         try:
             await self._write_backlog()
         except _Outage:
             pass  # retried by the loop
+        if not created or journaled:  # a database created just now holds no runs to check
+            await self._reconcile()
+        self._wake = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _open_store(self) -> bool:
+        """Set up the schema and open the target; whether the database was created just now.
+
+        A plain SQLite file is set up and written through ``sqlite3`` alone (see
+        :func:`orion_nb.store.database.open_sqlite`); Postgres, other SQLite URLs and a
+        schema that needs Alembic's migrations go through SQLAlchemy.
+        """
+        path = database.sqlite_path(self.url)
+        state = None if path is None else database.open_sqlite(self.url, path)
+        if path is not None and state is not None:
+            self._lazy_engine = True
+            self._target = SQLiteTarget(None, path)
+            return state == "created"
+        self._lazy_engine = False
+        self._engine = database.create_engine(self.url)
+        try:
+            await database.migrate(self._engine)
+            await self._open_target()
+        except BaseException:
+            await self._dispose()
+            raise
+        return False
+
+    async def _reconcile(self) -> None:
         try:
             await self._run_sync(recovery.reconcile, self.crash_grace)
         except Exception as exc:  # crash marking must never keep the store from opening
@@ -166,23 +209,27 @@ class Writer:
                 f"Could not check for crashed runs in {mask_url(self.url)}: "
                 f"{database.explain(exc, self.url)}",
                 OrionNBWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        self._wake = asyncio.Event()
-        self._task = asyncio.ensure_future(self._run())
 
     async def _open_target(self) -> None:
-        if database.is_async(self.engine):
-            self._target = PostgresTarget(self.engine)
+        if database.is_async(self._engine):
+            self._target = PostgresTarget(self._engine)
         else:
-            self._target = SQLiteTarget(self.engine, self.engine.url.database)
+            self._target = SQLiteTarget(self._engine, self._engine.url.database)
 
     async def _run_sync(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(sync_connection, *args)`` in one transaction on either kind of engine."""
-        if database.is_async(self.engine):
-            async with self.engine.begin() as conn:
+        """Run ``fn(connection, *args)`` in one transaction.
+
+        On the writer's own ``sqlite3`` connection when SQLite was opened without
+        SQLAlchemy, else on a sync connection of either kind of engine.
+        """
+        if self._lazy_engine:
+            return _in_transaction(self._target, fn, *args)
+        if database.is_async(self._engine):
+            async with self._engine.begin() as conn:
                 return await conn.run_sync(fn, *args)
-        with self.engine.begin() as conn:
+        with self._engine.begin() as conn:
             return fn(conn, *args)
 
     def put(self, event: tuple[Any, ...]) -> None:
@@ -372,7 +419,7 @@ class Writer:
         warnings.warn(text, OrionNBWarning, stacklevel=3)
 
     async def _dispose(self) -> None:
-        engine, self.engine = self.engine, None
+        engine, self._engine = self._engine, None
         if engine is None:
             return
         if database.is_async(engine):
@@ -596,13 +643,33 @@ class Writer:
         if self._target is not None:
             self._target.close()
         await self._dispose()
-        self.engine = database.create_engine(self.url)
         try:
-            await database.migrate(self.engine)
+            await self._open_store()
         except ConfigurationError as exc:
             raise _Outage() from exc
-        await self._open_target()
         self._backlog.appendleft(self._coalescer.reinsert_open_runs())
+
+
+def _in_transaction(target: SQLiteTarget, fn: Any, *args: Any) -> Any:
+    """``fn(target.conn, *args)`` in one ``BEGIN IMMEDIATE`` transaction.
+
+    The lock is waited for as long as set-up waits (30 s), as on the SQLAlchemy path: many
+    processes opening one history at once each take it briefly.
+    """
+    conn = target.conn
+    target.set_busy_timeout(30)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        target.set_busy_timeout(2)
+    return result
 
 
 def _rows_of(file: Any) -> int:
