@@ -43,6 +43,24 @@ STATE_COLS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rul
 # the same transaction stores the id there; any other target writes the row as usual.
 LEFT_OUT_COLS = ("pending_state_id", "running_state_id", "final_state_id")
 _PENDING_ID, _RUNNING_ID, _FINAL_ID = ((c,) for c in LEFT_OUT_COLS)
+# state names the engine uses, already clean (any other name is cleaned)
+_CLEAN_NAMES = frozenset(
+    {
+        "Scheduled",
+        "Late",
+        "AwaitingRetry",
+        "Pending",
+        "Running",
+        "Retrying",
+        "Paused",
+        "Completed",
+        "Cached",
+        "Failed",
+        "TimedOut",
+        "Crashed",
+        "Cancelled",
+    }
+)
 # the order in which a batch's parts are written
 KEYS = (
     "upsert_flow",
@@ -161,11 +179,27 @@ class Coalescer:
 
     def __init__(self, elide: bool = False) -> None:
         self.elide = elide
+        self._memo: dict[Any, Any] = {}
         self.flow_rows: dict[str, dict[str, Any]] = {}
         self.task_rows: dict[str, dict[str, Any]] = {}
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.pid_start = process_start()
+
+    def _clean_repeated(self, value: Any) -> Any:
+        """:func:`clean_text` for values that repeat across runs (a task's name and key)."""
+        memo = self._memo
+        try:
+            return memo[value]
+        except (KeyError, TypeError):  # TypeError: not hashable, cleaned every time
+            cleaned = clean_text(value)
+            if len(memo) >= 4096:
+                memo.clear()
+            try:
+                memo[value] = cleaned
+            except TypeError:
+                pass
+            return cleaned
 
     def open_runs(self) -> tuple[list[str], list[str]]:
         """Ids of this process's unfinished flow runs and standalone task runs."""
@@ -206,8 +240,12 @@ class Coalescer:
             kind = ev[0]
             if kind == "state":
                 _, run_id, run_kind, t, state_name, ts, message, rule, run_count, _error = ev
-                state_name = clean(state_name)
-                message = clean(message)
+                if state_name.__class__ is not str or state_name not in _CLEAN_NAMES:
+                    state_name = clean(state_name)
+                if message is not None:
+                    message = clean(message)
+                if rule is not None:
+                    rule = clean(rule)
                 rows = task_rows if run_kind == "task" else flow_rows
                 row = rows.get(run_id)
                 if row is None:
@@ -236,15 +274,15 @@ class Coalescer:
                     seen = fresh.get(run_id)
                     if seen is not None:
                         seen.append(len(states))
-                states.append((run_id, run_kind, t, state_name, ts, message, clean(rule)))
+                states.append((run_id, run_kind, t, state_name, ts, message, rule))
             elif kind == "task":
                 _, rid, flow_run_id, task_name, task_key, dyn, name, tags, created = ev
                 standalone = flow_run_id is None
                 row = {
                     "id": rid,
                     "flow_run_id": flow_run_id,
-                    "task_name": clean(task_name),
-                    "task_key": clean(task_key),
+                    "task_name": self._clean_repeated(task_name),
+                    "task_key": self._clean_repeated(task_key),
                     "dynamic_key": clean(dyn),
                     "name": clean(name),
                     "tags": [clean(t) for t in tags] if tags else [],

@@ -150,10 +150,10 @@ def _sqlite_ts(ts: float) -> str:
         text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%d %H:%M:%S")
         _ts_cache[0] = sec
         _ts_cache[1] = text
-    return f"{_ts_cache[1]}.{int((ts - sec) * 1e6):06d}"
+    return "%s.%06d" % (_ts_cache[1], (ts - sec) * 1e6)  # noqa: UP031 - %d truncates the float in one step
 
 
-def _sqlite_rows(rows: list[dict[str, Any]], cols: list[str]) -> list[tuple[Any, ...]]:
+def _sqlite_rows(rows: list[dict[str, Any]], cols: list[str]) -> list[Any]:
     """Rows as parameter tuples in the form SQLAlchemy's SQLite types store them.
 
     Timestamps become naive-UTC DATETIME text and JSON columns JSON text, so that reads through
@@ -166,16 +166,23 @@ def _sqlite_rows(rows: list[dict[str, Any]], cols: list[str]) -> list[tuple[Any,
         return [get(r) if len(cols) > 1 else (get(r),) for r in rows]
     out = []
     ts = _sqlite_ts
+    cache = _ts_cache
     for r in rows:
         t = list(get(r))
         for i in times:
             v = t[i]
             if v is not None:
-                t[i] = ts(v)
+                sec = int(v)
+                # _sqlite_ts inlined: the seconds' text is almost always the cached one
+                t[i] = (
+                    "%s.%06d" % (cache[1], (v - sec) * 1e6)  # noqa: UP031 - see _sqlite_ts
+                    if sec == cache[0]
+                    else ts(v)
+                )
         for i in jsons:
             v = t[i]
             t[i] = "[]" if not v and not isinstance(v, dict) else json.dumps(v)
-        out.append(tuple(t))
+        out.append(t)
     return out
 
 
