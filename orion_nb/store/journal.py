@@ -22,14 +22,16 @@ import itertools
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from orion_nb.errors import OrionNBWarning
 from orion_nb.settings import mask_url
 from orion_nb.store.batches import Batch
 
-__all__ = ["Journal", "JournalFile", "database_key"]
+__all__ = ["Journal", "JournalFile", "database_key", "exit_report", "quarantine", "rows_of"]
 
 _VERSION = 1
 _seq = itertools.count()
@@ -144,3 +146,51 @@ class Journal:
             except (OSError, ValueError):
                 name = "?"
             yield d.name, name, len(files)
+
+
+def quarantine(file: Any, exc: BaseException) -> None:
+    """Move a journal file that cannot be read aside (``unreadable/``) and say so."""
+    bad = file.path.parent / "unreadable"
+    try:
+        bad.mkdir(exist_ok=True)
+        file.path.replace(bad / file.path.name)
+    except OSError:
+        pass
+    warnings.warn(
+        f"The journal file {file.path} cannot be read ({type(exc).__name__}: {exc}); it was "
+        f"moved to {bad} and its records were not written.",
+        OrionNBWarning,
+        stacklevel=2,
+    )
+
+
+def exit_report(report: dict[str, Any], masked_url: str, journal_dir: Any) -> str | None:
+    """What a process that exits with history not written says (``None``: nothing to say)."""
+    journaled, lost = report.get("journaled", 0), report.get("lost", 0)
+    if not journaled and not lost:
+        return None
+    text = (
+        f"orion_nb could not write {journaled + lost:,} run history records to "
+        f"{masked_url} before exiting"
+        f"{': ' + report['error'] if report.get('error') else '.'}"
+    )
+    if journaled:
+        text += (
+            f" {journaled:,} were saved to the journal in {journal_dir}; the next "
+            "orion_nb process using this database, or `orion-nb db replay`, writes them "
+            "(exactly once)."
+        )
+    if lost:
+        text += (
+            f" {lost:,} could not be saved there either ({report.get('journal_error')}) "
+            "and are lost."
+        )
+    return text
+
+
+def rows_of(file: Any) -> int:
+    """The number of rows a journal file holds (0 when its header cannot be read)."""
+    try:
+        return int(file.header().get("rows", 0))
+    except (OSError, ValueError):
+        return 0

@@ -282,6 +282,27 @@ class SQLiteTarget:
         except Exception:  # pragma: no cover - closing a broken connection
             pass
 
+    def in_transaction(self, fn: Any, *args: Any) -> Any:
+        """``fn(self.conn, *args)`` in one ``BEGIN IMMEDIATE`` transaction.
+
+        The lock is waited for as long as set-up waits (30 s), as on the SQLAlchemy path: many
+        processes opening one history at once each take it briefly.
+        """
+        conn = self.conn
+        self.set_busy_timeout(30)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            self.set_busy_timeout(2)
+        return result
+
     def set_busy_timeout(self, seconds: float) -> None:
         self.conn.execute(f"PRAGMA busy_timeout={max(0, int(seconds * 1000))}")
 

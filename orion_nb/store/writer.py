@@ -7,25 +7,13 @@ and turns what it took into one batch (:mod:`orion_nb.store.batches`: coalesced,
 with an id), which joins the *backlog*, the ordered list of batches not yet committed. The
 backlog is written head first, each batch in one transaction (:mod:`orion_nb.store.targets`).
 
-What can go wrong, and what happens then:
-
-- **The database refuses a row** (a "data" error): the head batch is split in halves until
-  the row is alone; that row is replaced by an ERROR log entry of its run saying what was
-  dropped and why, one warning is issued, and everything else is written. One bad record
-  never blocks the others.
-- **The database cannot be written** (server down, lock held, disk full): the backlog is kept
-  and retried with a growing delay (up to 5 s). Past ``max_pending_rows`` rows, the oldest
-  batches go to the journal (:mod:`orion_nb.store.journal`), so memory stays bounded however
-  long the outage lasts. Journaled batches are written back, in order, before newer ones.
-- **The SQLite file is deleted or replaced**: one warning; the file is created again and the
-  runs still in progress are written there.
-- **Exit** (``atexit``) and **SIGTERM**: at most ``exit_timeout`` seconds (3 s by default) are
-  spent writing; what is left goes to the journal, with one warning saying how many records
-  went where. The next process using the database (or ``orion-nb db replay``) writes them,
-  exactly once: each batch's id is committed with its rows in ``write_batches``.
-- **kill -9 / os._exit**: what was queued but not yet committed is lost: at most one flush
-  window (``flush_interval``, 50 ms by default) plus the batch being written. The runs of the
-  dead process are marked Crashed by the next process (:mod:`orion_nb.store.recovery`).
+What can go wrong, and what happens then (docs/reliability.md says it for users): a row the
+database refuses is isolated by splitting the batch and replaced by an ERROR log entry of its
+run; while the database cannot be written the backlog is retried with a growing delay and,
+past ``max_pending_rows``, journaled (:mod:`orion_nb.store.journal`); a replaced SQLite file
+is created again; at exit and on SIGTERM at most ``exit_timeout`` seconds are spent writing
+and the rest is journaled, to be written exactly once by the next process (each batch's id
+is committed with its rows in ``write_batches``); a kill -9 loses at most one flush window.
 
 :meth:`Writer.flush` blocks until everything queued before the call is committed; the engine
 calls it when a top-level flow run ends so that its history is visible at once, also to
@@ -49,11 +37,11 @@ from typing import Any
 
 from orion_nb._loop import LoopThread
 from orion_nb.errors import ConfigurationError, OrionNBWarning
-from orion_nb.settings import get_settings, mask_url, redact
+from orion_nb.settings import get_settings, mask_url
 from orion_nb.store import database, recovery
 from orion_nb.store.batches import Batch, Coalescer
-from orion_nb.store.journal import Journal
-from orion_nb.store.sanitize import clean_text
+from orion_nb.store.journal import Journal, exit_report, quarantine, rows_of
+from orion_nb.store.refusals import refusal
 from orion_nb.store.targets import PostgresTarget, SQLiteTarget, classify
 
 __all__ = ["Writer"]
@@ -195,7 +183,11 @@ class Writer:
         self._engine = database.create_engine(self.url)
         try:
             await database.migrate(self._engine)
-            await self._open_target()
+            engine = self._engine
+            if database.is_async(engine):
+                self._target = PostgresTarget(engine)
+            else:
+                self._target = SQLiteTarget(engine, engine.url.database)
         except BaseException:
             await self._dispose()
             raise
@@ -212,12 +204,6 @@ class Writer:
                 stacklevel=3,
             )
 
-    async def _open_target(self) -> None:
-        if database.is_async(self._engine):
-            self._target = PostgresTarget(self._engine)
-        else:
-            self._target = SQLiteTarget(self._engine, self._engine.url.database)
-
     async def _run_sync(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(connection, *args)`` in one transaction.
 
@@ -225,7 +211,7 @@ class Writer:
         SQLAlchemy, else on a sync connection of either kind of engine.
         """
         if self._lazy_engine:
-            return _in_transaction(self._target, fn, *args)
+            return self._target.in_transaction(fn, *args)
         if database.is_async(self._engine):
             async with self._engine.begin() as conn:
                 return await conn.run_sync(fn, *args)
@@ -385,7 +371,7 @@ class Writer:
             except OSError as exc:
                 lost += n
                 reason = f"{type(exc).__name__}: {exc}"
-        pending = sum(int(_rows_of(f)) for f in self._spilled)
+        pending = sum(rows_of(f) for f in self._spilled)
         self._spilled.clear()
         self.journaled += journaled
         return {
@@ -397,26 +383,9 @@ class Writer:
         }
 
     def _report(self, report: dict[str, Any]) -> None:
-        journaled, lost = report.get("journaled", 0), report.get("lost", 0)
-        if not journaled and not lost:
-            return
-        text = (
-            f"orion_nb could not write {journaled + lost:,} run history records to "
-            f"{mask_url(self.url)} before exiting"
-            f"{': ' + report['error'] if report.get('error') else '.'}"
-        )
-        if journaled:
-            text += (
-                f" {journaled:,} were saved to the journal in {self.journal.dir}; the next "
-                "orion_nb process using this database, or `orion-nb db replay`, writes them "
-                "(exactly once)."
-            )
-        if lost:
-            text += (
-                f" {lost:,} could not be saved there either ({report.get('journal_error')}) "
-                "and are lost."
-            )
-        warnings.warn(text, OrionNBWarning, stacklevel=3)
+        text = exit_report(report, mask_url(self.url), self.journal.dir)
+        if text:
+            warnings.warn(text, OrionNBWarning, stacklevel=3)
 
     async def _dispose(self) -> None:
         engine, self._engine = self._engine, None
@@ -536,7 +505,7 @@ class Writer:
                 except FileNotFoundError:
                     continue  # written (and removed) by another process meanwhile
                 except (OSError, ValueError) as exc:
-                    self._quarantine(file, exc)
+                    quarantine(file, exc)
                     continue
                 batch.origin = [file, 1]
                 self._backlog.appendleft(batch)
@@ -576,32 +545,12 @@ class Writer:
             if origin[1] <= 0:
                 origin[0].remove()
 
-    def _quarantine(self, file: Any, exc: BaseException) -> None:
-        bad = file.path.parent / "unreadable"
-        try:
-            bad.mkdir(exist_ok=True)
-            file.path.replace(bad / file.path.name)
-        except OSError:
-            pass
-        warnings.warn(
-            f"The journal file {file.path} cannot be read ({type(exc).__name__}: {exc}); it was "
-            f"moved to {bad} and its records were not written.",
-            OrionNBWarning,
-            stacklevel=2,
-        )
-
     async def _refuse(self, batch: Batch, exc: BaseException) -> None:
         """Replace the one row the database refuses by an ERROR log entry of its run."""
         key, row = batch.rows()[0]
         if key.startswith("heartbeat_"):
             return
-        flow_id, task_id, what = _describe(key, row)
-        error = redact(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", self.url)
-        message = clean_text(
-            f"orion_nb could not store {what} in the history and dropped it; the database "
-            f"refused it: {error[:500]}",
-            limit=2000,
-        )
+        flow_id, task_id, what, error, message = refusal(key, row, exc, self.url)
         for ids in ((flow_id, task_id), (None, None)):
             log = {
                 "flow_run_id": ids[0],
@@ -648,53 +597,3 @@ class Writer:
         except ConfigurationError as exc:
             raise _Outage() from exc
         self._backlog.appendleft(self._coalescer.reinsert_open_runs())
-
-
-def _in_transaction(target: SQLiteTarget, fn: Any, *args: Any) -> Any:
-    """``fn(target.conn, *args)`` in one ``BEGIN IMMEDIATE`` transaction.
-
-    The lock is waited for as long as set-up waits (30 s), as on the SQLAlchemy path: many
-    processes opening one history at once each take it briefly.
-    """
-    conn = target.conn
-    target.set_busy_timeout(30)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    finally:
-        target.set_busy_timeout(2)
-    return result
-
-
-def _rows_of(file: Any) -> int:
-    try:
-        return int(file.header().get("rows", 0))
-    except (OSError, ValueError):
-        return 0
-
-
-def _describe(key: str, row: Any) -> tuple[str | None, str | None, str]:
-    """The run a row belongs to (flow run id, task run id) and how to name the row."""
-    if key == "upsert_flow":
-        return row["id"], None, f"the record of flow run {row['id']!s:.40}"
-    if key == "upsert_task":
-        return row["flow_run_id"], row["id"], f"the record of task run {row['id']!s:.40}"
-    if key == "states":
-        flow = row[0] if row[1] == "flow" else None
-        task = row[0] if row[1] == "task" else None
-        return flow, task, f"a {row[3]!s:.40} state of {row[1]} run {row[0]!s:.40}"
-    if key == "logs":
-        return row["flow_run_id"], row["task_run_id"], "a log record"
-    if key == "edges":
-        return None, row["task_run_id"], "an input edge"
-    if key.startswith("update_"):
-        kind = key.removeprefix("update_")
-        ids = (row["_id"], None) if kind == "flow" else (None, row["_id"])
-        return ids[0], ids[1], f"a state update of {kind} run {row['_id']!s:.40}"
-    return None, None, f"a {key} row"
