@@ -28,23 +28,25 @@ used as given, a group of states is judged together.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
 import functools
+import itertools
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from orion_nb._events import cache_event, edge_event, ran_event, task_event
 from orion_nb.engine import concurrency, recorder
 from orion_nb.engine.attempt import AsyncAttempt, Attempt, RetryIn
 from orion_nb.engine.cache import persist_result, result_cache
+from orion_nb.engine.collector import collector_paused
 from orion_nb.engine.context import FlowRunContext, TaskRunContext, _flow_ctx, _task_ctx
 from orion_nb.engine.futures import TaskFuture
 from orion_nb.engine.hooks import acall_hooks, call_hooks
-from orion_nb.engine.inputs import find_upstream, resolve_call, states_of
+from orion_nb.engine.inputs import Upstream, find_upstream, resolve_call, states_of
+from orion_nb.engine.outcome import Outcome
 from orion_nb.engine.params import format_name, new_id
 from orion_nb.engine.runners import blocking, default_runner, run_coroutine_in_worker
 from orion_nb.engine.runs import Run, TaskRun
@@ -157,30 +159,114 @@ def submit_task_run(
     kwargs: dict[str, Any],
 ) -> TaskFuture[Any]:
     """Hand ``run`` to the flow's task runner once its upstream futures are done."""
-    cf: concurrent.futures.Future[State] = concurrent.futures.Future()
-    run.cf = cf
-    future: TaskFuture[Any] = TaskFuture(run, cf)
-    ctx = contextvars.copy_context()
-    runner = flow_ctx.task_runner if flow_ctx is not None else default_runner()
-    start: Callable[[], None]
-    if runner.remote:
-        # the kernel drives the run; the runner's workers execute only the user's function
-        from orion_nb.engine.remote import RemoteRun
+    return Dispatch(task, flow_ctx, shared=False).submit(run, args, kwargs)
 
-        start = RemoteRun(runner, TaskRunEngine(task, run, args, kwargs), ctx).start  # type: ignore[arg-type]
-    else:
-        if task.is_async:
-            job = functools.partial(ctx.run, _drive_async_in_worker, task, run, args, kwargs)
+
+class Dispatch:
+    """What the runs of one ``.submit()`` or ``.map()`` call share: the runner, the caller's
+    context and the driver, looked up once per call instead of once per run.
+
+    Each run still executes in its own copy of the caller's context (a task that sets a
+    context variable does not leak it into its siblings): a ``.map()`` copies the context
+    once and each run takes a copy of that copy when a worker starts it, so a queued run
+    holds no context object of its own.
+    """
+
+    __slots__ = ("ctx", "driver", "runner", "shared", "task")
+
+    def __init__(
+        self, task: Task[Any, Any], flow_ctx: FlowRunContext | None, *, shared: bool
+    ) -> None:
+        self.task = task
+        self.runner = flow_ctx.task_runner if flow_ctx is not None else default_runner()
+        self.ctx = contextvars.copy_context()
+        self.shared = shared  # several runs start from self.ctx: each needs its own copy
+        self.driver = _drive_async_in_worker if task.is_async else drive_sync
+
+    def submit(
+        self, run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskFuture[Any]:
+        """A future for ``run``, started now or when its last unfinished upstream finishes."""
+        cf = run.cf = Outcome()
+        future: TaskFuture[Any] = TaskFuture(run, cf)
+        start = self._starter(run, args, kwargs)
+        waiting = (
+            [u.future for u in run.upstream if u.future is not None and not u.future.done()]
+            if run.upstream
+            else None
+        )
+        if waiting:
+            _start_after(waiting, start)
         else:
-            job = functools.partial(ctx.run, drive_sync, task, run, args, kwargs)
-
-        def start() -> None:
-            runner.submit(job)
-
-    waiting = [u.future for u in run.upstream if u.future is not None and not u.future.done()]
-    if not waiting:
-        start()
+            start()
         return future
+
+    def _starter(
+        self, run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Callable[[], None]:
+        runner, task = self.runner, self.task
+        if runner.remote:
+            # the kernel drives the run; the runner's workers execute only the user's function
+            from orion_nb.engine.remote import RemoteRun
+
+            eng = TaskRunEngine(task, run, args, kwargs)
+            return RemoteRun(runner, eng, self.ctx).start  # type: ignore[arg-type]
+        if self.shared:
+            job = functools.partial(_run_in_copy, self.ctx, self.driver, task, run, args, kwargs)
+        else:
+            job = functools.partial(self.ctx.run, self.driver, task, run, args, kwargs)
+        return functools.partial(runner.submit, job)
+
+
+def submit_map(
+    task: Task[Any, Any],
+    flow_ctx: FlowRunContext | None,
+    count: int,
+    calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
+    sources: list[Upstream],
+    wait_for: Any,
+) -> list[TaskFuture[Any]]:
+    """One submitted run per ``(args, kwargs)`` in ``calls`` (``count`` of them), each also
+    fed by ``sources`` (mapped iterables that are another run's result)."""
+    if flow_ctx is None:
+        recorder.get_writer()
+    dispatch = Dispatch(task, flow_ctx, shared=True)
+    extra = current_tags()
+    first = _dynamic_keys(task, flow_ctx, count)
+    futures: list[TaskFuture[Any]] = []
+    calls = iter(calls)
+    for chunk in range(first, first + count, MAP_CHUNK):
+        with collector_paused():  # see orion_nb.engine.collector for why
+            for dyn, (args, kwargs) in enumerate(itertools.islice(calls, MAP_CHUNK), chunk):
+                run = create_task_run(task, flow_ctx, args, kwargs, wait_for, dyn, extra)
+                if sources:
+                    _add_sources(run, sources)
+                futures.append(dispatch.submit(run, args, kwargs))
+    return futures
+
+
+#: runs a ``.map()`` creates per pause of the garbage collector
+MAP_CHUNK = 4096
+
+
+def _add_sources(run: TaskRun, sources: list[Upstream]) -> None:
+    view = run.view
+    for src in sources:
+        run.upstream.append(
+            Upstream(src.parameter, src.run_id, src.name, future=src.future, allowed=src.allowed)
+        )
+        ev = edge_event(run.id, src.run_id, src.parameter)
+        recorder.emit(ev)
+        if view is not None:
+            view.on_event(ev)
+
+
+def _run_in_copy(ctx: contextvars.Context, driver: Callable[..., State], *args: Any) -> State:
+    return ctx.copy().run(driver, *args)
+
+
+def _start_after(waiting: list[TaskFuture[Any]], start: Callable[[], None]) -> None:
+    """Call ``start()`` once every future in ``waiting`` is done."""
     remaining = len(waiting)
     lock = threading.Lock()
 
@@ -194,7 +280,6 @@ def submit_task_run(
 
     for f in waiting:
         f.add_done_callback(one_done)
-    return future
 
 
 def _drive_async_in_worker(
@@ -207,11 +292,16 @@ def _drive_async_in_worker(
 
 
 def _dynamic_key(task: Task[Any, Any], flow_ctx: FlowRunContext | None) -> int:
+    return _dynamic_keys(task, flow_ctx, 1)
+
+
+def _dynamic_keys(task: Task[Any, Any], flow_ctx: FlowRunContext | None, count: int) -> int:
+    """Reserve ``count`` consecutive dynamic keys for runs of ``task``; returns the first."""
     if flow_ctx is not None:
-        return flow_ctx.next_dynamic_key(task.task_key)
+        return flow_ctx.next_dynamic_key(task.task_key, count)
     with _standalone_lock:
         n = _standalone_keys.get(task.task_key, 0)
-        _standalone_keys[task.task_key] = n + 1
+        _standalone_keys[task.task_key] = n + count
     return n
 
 
@@ -221,8 +311,11 @@ def _new_run(
     name: str | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    dyn: int | None = None,
+    extra: frozenset[str] | None = None,
 ) -> TaskRun:
-    dyn = _dynamic_key(task, flow_ctx)
+    if dyn is None:
+        dyn = _dynamic_key(task, flow_ctx)
     default = f"{task.name}-{dyn}"
     if name is None:
         name = (
@@ -232,7 +325,8 @@ def _new_run(
         )
     view = flow_ctx.view if flow_ctx is not None else None
     run = TaskRun(new_id(), name, task, flow_ctx, view)
-    extra = current_tags()
+    if extra is None:
+        extra = current_tags()
     if extra:
         run.tags = task.tags | extra
     ev = task_event(
@@ -257,9 +351,15 @@ def create_task_run(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     wait_for: Any,
+    dyn: int | None = None,
+    extra: frozenset[str] | None = None,
 ) -> TaskRun:
-    """A new Pending task run, with an edge for every upstream run its inputs reference."""
-    run = _new_run(task, flow_ctx, None, args, kwargs)
+    """A new Pending task run, with an edge for every upstream run its inputs reference.
+
+    ``dyn`` (its dynamic key) and ``extra`` (the tags of enclosing ``tags()`` blocks) are
+    looked up here unless the caller did so once for many runs (``.map()``).
+    """
+    run = _new_run(task, flow_ctx, None, args, kwargs, dyn, extra)
     upstream = find_upstream(
         args,
         kwargs,
@@ -488,7 +588,7 @@ class TaskRunEngine:
 
         for u in self.run.upstream:
             if u.future is not None and not u.future.done():
-                await asyncio.wrap_future(u.future._cf)
+                await u.future._cf.wait_async()
         if self.run.tags and concurrency.limits():
             return await asyncio.to_thread(self.begin)  # may wait for a slot
         return self.begin()
@@ -679,8 +779,8 @@ class TaskRunEngine:
         for u in run.upstream:
             u.future = None  # a finished run must not keep its inputs' results alive
         cf = run.cf
-        if cf is not None and not cf.done():
-            cf.set_result(state)
+        if cf is not None:
+            cf.set(state)
         return state
 
     def done(self) -> State:
@@ -744,7 +844,7 @@ def cancel_run(run: TaskRun, reason: str, rule: str | None = None) -> None:
     if was_running and run.thread_ident is not None and run.thread_ident != _get_ident():
         raise_in_thread(run.thread_ident, CancelledRun)
     cf = run.cf
-    if cf is not None and not cf.done():
-        cf.set_result(run.state)
+    if cf is not None:
+        cf.set(run.state)
     if run.flow_ctx is not None:
         run.flow_ctx.active.pop(run.id, None)
