@@ -11,7 +11,7 @@ import pytest
 
 import orion_nb
 from orion_nb import allow_failure, flow, task, unmapped
-from orion_nb.engine import task_engine
+from orion_nb.engine import dispatch
 from orion_nb.errors import ParameterError
 
 
@@ -111,7 +111,7 @@ def test_a_subflow_waits_for_its_wait_for():
 @pytest.fixture
 def small_map_chunks(monkeypatch):
     """Make ``.map()`` create its runs in chunks of 2, so a few items cross chunk borders."""
-    monkeypatch.setattr(task_engine, "MAP_CHUNK", 2)
+    monkeypatch.setattr(dispatch, "MAP_CHUNK", 2)
 
 
 def test_a_map_larger_than_a_chunk_runs_every_item_with_consecutive_names(small_map_chunks):

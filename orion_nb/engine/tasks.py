@@ -2,9 +2,10 @@
 
 A :class:`Task` holds a function and its options (checked once, here) and offers the calling
 forms Prefect users know: a direct call (``t(x)``), ``t.submit(x)`` (a future, on the flow's
-task runner), ``t.map(xs)`` (one run per element) and ``t.with_options(...)``. Driving a run is
-the task engine's work (:mod:`orion_nb.engine.task_engine`); this module only turns a call into
-the right request.
+task runner), ``t.map(xs)`` (one run per element) and ``t.with_options(...)``. Running a call
+is the engine's work (:mod:`~orion_nb.engine.task_runs` creates the run,
+:mod:`~orion_nb.engine.task_drivers` drives it, :mod:`~orion_nb.engine.dispatch` hands it to
+a task runner); this module only turns a call into the right request.
 
 Calling an ``async def`` task returns a coroutine, always, as in Prefect 3: ``await t(x)`` in
 async code, ``asyncio.run(t(x))`` in a script. ``.submit()`` works for both kinds from anywhere.
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from orion_nb.engine import task_engine
+from orion_nb.engine import dispatch, task_drivers, task_runs
 from orion_nb.engine.annotations import allow_failure, unmapped
 from orion_nb.engine.cache import NONE, CachePolicy, code_fingerprint
 from orion_nb.engine.context import _flow_ctx, fingerprint
@@ -225,10 +226,10 @@ class Task(Generic[P, R]):
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
         if self.is_async:
-            return task_engine.arun_task(  # type: ignore[return-value]
+            return task_drivers.arun_task(  # type: ignore[return-value]
                 self, self._args(args), kwargs, wait_for, return_state
             )
-        return task_engine.run_task(  # type: ignore[no-any-return]
+        return task_drivers.run_task(  # type: ignore[no-any-return]
             self, self._args(args), kwargs, wait_for, return_state
         )
 
@@ -240,11 +241,11 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         return_state = bool(kwargs.pop("return_state", False))
         args = self._args(args)  # type: ignore[assignment]
-        flow_ctx, rejected = task_engine.start_call(self, args, kwargs, return_state)
+        flow_ctx, rejected = task_runs.start_call(self, args, kwargs, return_state)
         if rejected is not None:
             return rejected  # type: ignore[return-value]
-        run = task_engine.create_task_run(self, flow_ctx, args, kwargs, wait_for)
-        future: TaskFuture[R] = task_engine.submit_task_run(self, run, flow_ctx, args, kwargs)
+        run = task_runs.create_task_run(self, flow_ctx, args, kwargs, wait_for)
+        future: TaskFuture[R] = dispatch.submit_task_run(self, run, flow_ctx, args, kwargs)
         if return_state:
             future.wait()
             return future.state  # type: ignore[return-value]
@@ -268,7 +269,7 @@ class Task(Generic[P, R]):
             calls = itertools.chain([(first_args, first_kwargs)], calls)
         flow_ctx = _flow_ctx.get()
         sources = _map_sources(args, kwargs, iterables, flow_ctx, self.signature.positional)
-        futures = task_engine.submit_map(self, flow_ctx, n, calls, sources, wait_for)
+        futures = dispatch.submit_map(self, flow_ctx, n, calls, sources, wait_for)
         return FutureList(futures)
 
     def _map_iterables(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[Any, list[Any]]:
