@@ -137,3 +137,27 @@ def test_as_completed_raises_timeout_error_naming_the_unfinished_futures():
         return [f.state.name for f in orion_nb.as_completed([fut, fut])]
 
     assert pipeline() == ["Completed"]
+
+
+def test_many_outcomes_sharing_locks_are_set_and_awaited_from_many_threads():
+    outcomes = [Outcome() for _ in range(2_000)]
+    seen = []
+    for out in outcomes[::2]:
+        out.add_done_callback(lambda o: seen.append(o))
+
+    def setter(part):
+        for out in part:
+            out.set(Completed(data=1))
+
+    def waiter(part):
+        for out in part:
+            assert out.result(5).result() == 1
+
+    threads = [threading.Thread(target=setter, args=(outcomes[i::4],)) for i in range(4)]
+    threads += [threading.Thread(target=waiter, args=(outcomes[i::3],)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert all(o.done() for o in outcomes)
+    assert len(seen) == 1_000

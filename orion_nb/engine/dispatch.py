@@ -143,10 +143,12 @@ MAP_CHUNK = 4096
 
 def _add_sources(run: TaskRun, sources: list[Upstream]) -> None:
     view = run.view
+    added = [
+        Upstream(src.parameter, src.run_id, src.name, future=src.future, allowed=src.allowed)
+        for src in sources
+    ]
+    run.upstream = [*run.upstream, *added]
     for src in sources:
-        run.upstream.append(
-            Upstream(src.parameter, src.run_id, src.name, future=src.future, allowed=src.allowed)
-        )
         ev = edge_event(run.id, src.run_id, src.parameter)
         recorder.emit(ev)
         if view is not None:

@@ -5,8 +5,10 @@ Every ``.submit()`` and every item of a ``.map()`` needs one, so it is kept smal
 bound methods) and two lists, about ten objects the garbage collector must walk on every full
 collection while the run is alive. A ``.map()`` of 10,000 items kept 100,000 such objects alive
 and paid for them in full collections (measured: more than a third of its time). An
-:class:`Outcome` is one object and one lock; the :class:`threading.Event` a blocked waiter
-needs is created only when somebody actually blocks on a run that is not finished.
+:class:`Outcome` is one object: the :class:`threading.Event` a blocked waiter needs is created
+only when somebody actually blocks on a run that is not finished, and since even a lock is an
+object the collector walks, outcomes share a fixed set of 64 locks (chosen by address), each
+guarding a few bytecodes that never block.
 
 The first :meth:`Outcome.set` wins (a run cancelled from outside and settled by its own thread
 at the same moment keeps the state recorded first); callbacks run once, in the thread that
@@ -26,19 +28,22 @@ from orion_nb.orchestration.states import State
 __all__ = ["Outcome"]
 
 _LOG = logging.getLogger("orion_nb.engine")
-_allocate_lock = threading.Lock
+_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 class Outcome:
     """Set once with a run's final state; waited on by futures, upstream runs and the flow."""
 
-    __slots__ = ("_callbacks", "_event", "_lock", "state")
+    __slots__ = ("_callbacks", "_event", "state")
 
     def __init__(self) -> None:
         self.state: State | None = None
-        self._lock = _allocate_lock()
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[Outcome], Any]] | None = None
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return _LOCKS[(id(self) >> 4) & 63]
 
     def done(self) -> bool:
         return self.state is not None

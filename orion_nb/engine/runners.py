@@ -235,8 +235,10 @@ def help_until_done(cf: Outcome, timeout: float | None = None) -> None:
     and the caller simply waits. Inside a running event loop the worker cannot run queued
     async runs, so it waits and lets another worker take its place (:func:`blocking`).
     """
+    if cf.done():
+        return
     runner = current_worker_runner()
-    if runner is None or cf.done():
+    if runner is None:
         return
     if _in_running_loop():
         with blocking():

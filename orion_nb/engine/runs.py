@@ -8,6 +8,7 @@ these objects, as Prefect's hooks receive its run objects: read ``id``, ``name``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from orion_nb.orchestration.states import State
@@ -63,7 +64,9 @@ class TaskRun(Run):
         super().__init__(id, "task", name, view)
         self.task = task
         self.flow_ctx = flow_ctx
-        self.upstream: list[Upstream] = []
+        # a tuple until the run has upstream inputs: most runs have none, and an empty list
+        # per run would be one more object for the garbage collector to walk
+        self.upstream: Sequence[Upstream] = ()
         self.thread_ident: int | None = None
         # the driver of a run whose attempts execute on a process or Dask worker (it cancels
         # the remote attempt when the run is cancelled from outside)
