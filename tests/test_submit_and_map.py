@@ -222,3 +222,25 @@ def test_map_with_mapped_keywords_and_constants_in_every_position():
         return combine.map([1, 2], unmapped([0]), d=["x", "y"], c=5).result()
 
     assert pipeline() == [(1, [0], 5, "x"), (2, [0], 5, "y")]
+
+
+def test_a_map_that_stops_midway_leaves_the_collector_on_and_its_runs_finish(small_map_chunks):
+    def name(x):
+        if x == 3:
+            raise RuntimeError("no name for 3")
+        return f"item-{x}"
+
+    @task(task_run_name=name)
+    def named(x):
+        return x
+
+    @flow
+    def pipeline():
+        with pytest.raises(ParameterError, match="no name for 3"):
+            named.map(range(5))
+        assert gc.isenabled()
+
+    pipeline()
+    runs = orion_nb.task_runs()
+    assert sorted(runs["name"]) == ["item-0", "item-1", "item-2"]
+    assert set(runs["state_name"].astype(str)) == {"Completed"}
