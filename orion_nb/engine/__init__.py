@@ -6,8 +6,13 @@ apart from ``task_engine.py``):
 - ``tasks`` / ``flows``: ``@task`` and ``@flow``: options, calling forms (``__call__``,
   ``submit``, ``map``, ``with_options``), hooks as decorators. They turn a call into a request to
   an engine.
-- ``task_engine`` / ``flow_engine``: creating runs, the sync and async drivers, and the steps of
-  a run (begin, complete, fail, cancel, crash, done) that propose states to the policies.
+- ``task_runs``: creating a task run (id, name, edges, Pending) or recording a call that does
+  not fit the signature; ``task_drivers``: driving a task run in this thread or on an event
+  loop; ``dispatch``: handing runs to a task runner (``submit``, ``map``).
+- ``task_engine`` / ``flow_engine``: the steps of a run (begin, complete, fail, cancel, crash,
+  done) that propose states to the policies (``flow_engine`` also creates and drives flow runs).
+- ``outcome``: the final state of a submitted run, waited on by futures; ``collector``: pausing
+  the garbage collector while ``.map()`` creates many runs.
 - ``attempt``: one attempt of a run, mapped to the step that follows (written once per mode).
 - ``runs``: the records of runs the engines drive (and hooks receive).
 - ``walk`` / ``inputs`` / ``annotations``: the one container walker; finding upstream runs in a

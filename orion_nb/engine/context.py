@@ -131,10 +131,11 @@ class FlowRunContext:
             return
         self.result_ids[key] = (run_id, type(result), None)
 
-    def next_dynamic_key(self, task_key: str) -> int:
+    def next_dynamic_key(self, task_key: str, count: int = 1) -> int:
+        """Reserve ``count`` consecutive dynamic keys of ``task_key``; returns the first."""
         with self.lock:
             n = self.dynamic_keys.get(task_key, 0)
-            self.dynamic_keys[task_key] = n + 1
+            self.dynamic_keys[task_key] = n + count
         return n
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+import queue
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from orion_nb.engine.outcome import Outcome
 from orion_nb.engine.runners import help_until_done
 from orion_nb.engine.runs import TaskRun
 from orion_nb.orchestration.states import State
@@ -25,7 +26,7 @@ class TaskFuture(Generic[R]):
 
     __slots__ = ("__weakref__", "_cf", "run")
 
-    def __init__(self, run: TaskRun, cf: concurrent.futures.Future[State]) -> None:
+    def __init__(self, run: TaskRun, cf: Outcome) -> None:
         self.run = run
         self._cf = cf
 
@@ -44,7 +45,7 @@ class TaskFuture(Generic[R]):
         """Wait until the run is finished (or ``timeout`` seconds passed); never raises the
         run's failure (a KeyboardInterrupt while waiting still propagates)."""
         help_until_done(self._cf, timeout)
-        concurrent.futures.wait([self._cf], timeout)
+        self._cf.wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """The task's return value; raises its exception if it failed.
@@ -60,7 +61,7 @@ class TaskFuture(Generic[R]):
         return state.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
 
     def add_done_callback(self, fn: Callable[[TaskFuture[R]], Any]) -> None:
-        self._cf.add_done_callback(lambda _cf: fn(self))
+        self._cf.add_done_callback(lambda _outcome: fn(self))
 
     def __repr__(self) -> str:
         state = self.run.state.name if self.run.state is not None else "Pending"
@@ -112,6 +113,15 @@ def as_completed(
     TimeoutError
         When ``timeout`` seconds pass before every future is done.
     """
-    by_cf = {f._cf: f for f in futures}
-    for cf in concurrent.futures.as_completed(by_cf, timeout):
-        yield by_cf[cf]
+    unique = list({id(f): f for f in futures}.values())
+    finished: queue.SimpleQueue[TaskFuture[Any]] = queue.SimpleQueue()
+    for f in unique:
+        f._cf.add_done_callback(lambda _outcome, f=f: finished.put(f))  # type: ignore[misc]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for left in range(len(unique), 0, -1):
+        try:
+            yield finished.get(timeout=_left(deadline))
+        except queue.Empty:
+            raise TimeoutError(
+                f"{left} (of {len(unique)}) futures unfinished after {timeout:g} s."
+            ) from None

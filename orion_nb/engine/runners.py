@@ -39,6 +39,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from orion_nb.engine.outcome import Outcome
 from orion_nb.errors import DefinitionError
 
 __all__ = [
@@ -227,29 +228,28 @@ def _in_running_loop() -> bool:
     return True
 
 
-def help_until_done(cf: concurrent.futures.Future[Any], timeout: float | None = None) -> None:
+def help_until_done(cf: Outcome, timeout: float | None = None) -> None:
     """On a worker thread, run queued task runs until ``cf`` is done (or ``timeout``).
 
     The awaited run may be queued behind this very worker; elsewhere this returns at once
     and the caller simply waits. Inside a running event loop the worker cannot run queued
     async runs, so it waits and lets another worker take its place (:func:`blocking`).
     """
+    if cf.done():
+        return
     runner = current_worker_runner()
-    if runner is None or cf.done():
+    if runner is None:
         return
     if _in_running_loop():
         with blocking():
-            concurrent.futures.wait([cf], timeout)
+            cf.wait(timeout)
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     while not cf.done():
         if deadline is not None and time.monotonic() >= deadline:
             return
         if not runner.help_once():
-            try:
-                cf.result(0.005)
-            except concurrent.futures.TimeoutError:
-                pass
+            cf.wait(0.005)
 
 
 def run_coroutine_in_worker(coro: Coroutine[Any, Any, T]) -> T:

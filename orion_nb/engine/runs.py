@@ -8,7 +8,7 @@ these objects, as Prefect's hooks receive its run objects: read ``id``, ``name``
 
 from __future__ import annotations
 
-import concurrent.futures
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from orion_nb.orchestration.states import State
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the definitions import this module; the records only point 
     from orion_nb.engine.context import FlowRunContext
     from orion_nb.engine.flows import Flow
     from orion_nb.engine.inputs import Upstream
+    from orion_nb.engine.outcome import Outcome
     from orion_nb.engine.remote import RemoteRun
     from orion_nb.engine.tasks import Task
     from orion_nb.engine.views import RunView
@@ -63,12 +64,14 @@ class TaskRun(Run):
         super().__init__(id, "task", name, view)
         self.task = task
         self.flow_ctx = flow_ctx
-        self.upstream: list[Upstream] = []
+        # a tuple until the run has upstream inputs: most runs have none, and an empty list
+        # per run would be one more object for the garbage collector to walk
+        self.upstream: Sequence[Upstream] = ()
         self.thread_ident: int | None = None
         # the driver of a run whose attempts execute on a process or Dask worker (it cancels
         # the remote attempt when the run is cancelled from outside)
         self.remote: RemoteRun | None = None
-        self.cf: concurrent.futures.Future[State] | None = None
+        self.cf: Outcome | None = None
         self.tags: frozenset[str] = task.tags
         self.parameters: dict[str, Any] | None = None
 

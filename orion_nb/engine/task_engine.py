@@ -1,25 +1,24 @@
-"""Driving one task run: creation, the attempt loop, and the final bookkeeping.
+"""The steps of one task run: from Pending to its final state, one attempt at a time.
 
-Who runs what
--------------
-- A direct call (``my_task(x)``) drives the run in the calling thread; an ``async def`` task
-  called directly returns a coroutine that drives it on the caller's event loop.
-- ``.submit()`` / ``.map()`` hand the driver to the flow's task runner: a sync task runs in a
-  worker thread; an async task runs on that worker thread's own event loop
-  (:func:`~orion_nb.engine.runners.run_coroutine_in_worker`). A submitted run whose upstream
-  futures are unfinished is handed over only when the last of them finishes.
-- The driver waits for upstream runs first (helping the pool while it waits), then asks the
-  task policy to move the run to RUNNING; the rules gather nothing themselves: the engine
-  collects what they read (upstream states, the cached entry, a free slot) in
-  :meth:`TaskRunEngine._gather`.
+:class:`TaskRunEngine` holds what one run needs while it is driven (by
+:mod:`orion_nb.engine.task_drivers` in a thread or on an event loop, or by
+:mod:`orion_nb.engine.remote` when a process pool or Dask executes the attempts) and offers
+the steps:
 
-One attempt is one pass through :class:`~orion_nb.engine.attempt.Attempt`, which maps what the
-user's code did to a step: returned -> :meth:`TaskRunEngine.complete`, raised ->
-:meth:`~TaskRunEngine.fail`, interrupted -> :meth:`~TaskRunEngine.cancel`, anything else ->
-:meth:`~TaskRunEngine.crash`. ``complete`` and ``fail`` return :data:`RetryIn`: the seconds
-until the next attempt, or ``None`` when the run reached its final state. Cancellation from
-outside (a cancelled flow) records Cancelled and raises :class:`CancelledRun` in the run's
-thread at its next bytecode.
+- :meth:`~TaskRunEngine.begin` waits for upstream runs (helping the pool while it waits),
+  then asks the task policy to move the run to RUNNING. The rules gather nothing
+  themselves: the engine collects what they read (upstream states, the cached entry, a free
+  slot) in :meth:`TaskRunEngine._gather`.
+- One attempt is one pass through :class:`~orion_nb.engine.attempt.Attempt`, which maps what
+  the user's code did to a step: returned -> :meth:`~TaskRunEngine.complete`, raised ->
+  :meth:`~TaskRunEngine.fail`, interrupted -> :meth:`~TaskRunEngine.cancel`, anything else
+  -> :meth:`~TaskRunEngine.crash`. ``complete`` and ``fail`` return :data:`RetryIn`: the
+  seconds until the next attempt, or ``None`` when the run reached its final state.
+- :meth:`~TaskRunEngine.done` calls the hooks, settles the flow's books and the run's
+  :class:`~orion_nb.engine.outcome.Outcome`.
+
+Cancellation from outside (a cancelled flow, :func:`cancel_run`) records Cancelled and raises
+:class:`CancelledRun` in the run's thread at its next bytecode.
 
 What the user's code returns decides the final state by Prefect 3's rules
 (:mod:`orion_nb.orchestration.final_state`): futures in it become states, a returned State is
@@ -28,33 +27,25 @@ used as given, a group of states is judged together.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextvars
-import functools
 import threading
 import time
-import warnings
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from orion_nb._events import cache_event, edge_event, ran_event, task_event
+from orion_nb._events import cache_event, ran_event
 from orion_nb.engine import concurrency, recorder
-from orion_nb.engine.attempt import AsyncAttempt, Attempt, RetryIn
+from orion_nb.engine.attempt import RetryIn
 from orion_nb.engine.cache import persist_result, result_cache
-from orion_nb.engine.context import FlowRunContext, TaskRunContext, _flow_ctx, _task_ctx
-from orion_nb.engine.futures import TaskFuture
+from orion_nb.engine.context import FlowRunContext, TaskRunContext
 from orion_nb.engine.hooks import acall_hooks, call_hooks
-from orion_nb.engine.inputs import find_upstream, resolve_call, states_of
-from orion_nb.engine.params import format_name, new_id
-from orion_nb.engine.runners import blocking, default_runner, run_coroutine_in_worker
+from orion_nb.engine.inputs import resolve_call, states_of
+from orion_nb.engine.runners import blocking
 from orion_nb.engine.runs import Run, TaskRun
-from orion_nb.engine.tags import current_tags
 from orion_nb.engine.timeouts import raise_in_thread
 from orion_nb.engine.transitions import propose, record
 from orion_nb.engine.walk import PLAIN_TYPES
-from orion_nb.errors import CancelledRun, OrionNBWarning, ParameterError, describe
+from orion_nb.errors import CancelledRun, describe
 from orion_nb.orchestration.final_state import state_from_return
-from orion_nb.orchestration.rules import DecisionKind
+from orion_nb.orchestration.rules import Decision, DecisionKind
 from orion_nb.orchestration.states import (
     TERMINAL_TYPES,
     Cancelled,
@@ -71,325 +62,9 @@ from orion_nb.orchestration.states import (
 if TYPE_CHECKING:  # the definition module imports this one
     from orion_nb.engine.tasks import Task
 
-__all__ = [
-    "TaskRunEngine",
-    "arun_task",
-    "cancel_run",
-    "create_task_run",
-    "run_task",
-    "submit_task_run",
-]
+__all__ = ["TaskRunEngine", "cancel_reason", "cancel_run"]
 
-_standalone_keys: dict[str, int] = {}
-_standalone_lock = threading.Lock()
 _get_ident = threading.get_ident
-
-
-# -- entry points (called by Task) ------------------------------------------------------------
-
-
-def start_call(
-    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> tuple[FlowRunContext | None, State | None]:
-    """Where a call runs (its flow run), and whether it fits the task's signature.
-
-    A call that does not fit is recorded as a Failed run (hooks called); its state is returned
-    when the caller asked for states, otherwise the :class:`ParameterError` is raised.
-    """
-    __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-    flow_ctx = _flow_ctx.get()
-    if flow_ctx is None:
-        recorder.get_writer()
-        _warn_if_detached(task)
-    try:
-        task.signature.check(args, kwargs)
-    except ParameterError as err:
-        state = record_bad_call(task, flow_ctx, args, kwargs, err)
-        if return_state:
-            return flow_ctx, state
-        raise
-    return flow_ctx, None
-
-
-def run_task(
-    task: Task[Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    wait_for: Any,
-    return_state: bool,
-) -> Any:
-    """A direct call of a sync task: drive its run here, return its result (or state)."""
-    __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-    flow_ctx, rejected = start_call(task, args, kwargs, return_state)
-    if rejected is not None:
-        return rejected
-    run = create_task_run(task, flow_ctx, args, kwargs, wait_for)
-    state = drive_sync(task, run, args, kwargs)
-    if flow_ctx is None:
-        recorder.flush()
-    return state if return_state else state.result()
-
-
-async def arun_task(
-    task: Task[Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    wait_for: Any,
-    return_state: bool,
-) -> Any:
-    """A direct call of an async task, as the coroutine the caller awaits."""
-    __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-    flow_ctx, rejected = start_call(task, args, kwargs, return_state)
-    if rejected is not None:
-        return rejected
-    run = create_task_run(task, flow_ctx, args, kwargs, wait_for)
-    state = await drive_async(task, run, args, kwargs)
-    if flow_ctx is None:
-        await recorder.aflush()
-    return state if return_state else state.result()
-
-
-def submit_task_run(
-    task: Task[Any, Any],
-    run: TaskRun,
-    flow_ctx: FlowRunContext | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> TaskFuture[Any]:
-    """Hand ``run`` to the flow's task runner once its upstream futures are done."""
-    cf: concurrent.futures.Future[State] = concurrent.futures.Future()
-    run.cf = cf
-    future: TaskFuture[Any] = TaskFuture(run, cf)
-    ctx = contextvars.copy_context()
-    runner = flow_ctx.task_runner if flow_ctx is not None else default_runner()
-    start: Callable[[], None]
-    if runner.remote:
-        # the kernel drives the run; the runner's workers execute only the user's function
-        from orion_nb.engine.remote import RemoteRun
-
-        start = RemoteRun(runner, TaskRunEngine(task, run, args, kwargs), ctx).start  # type: ignore[arg-type]
-    else:
-        if task.is_async:
-            job = functools.partial(ctx.run, _drive_async_in_worker, task, run, args, kwargs)
-        else:
-            job = functools.partial(ctx.run, drive_sync, task, run, args, kwargs)
-
-        def start() -> None:
-            runner.submit(job)
-
-    waiting = [u.future for u in run.upstream if u.future is not None and not u.future.done()]
-    if not waiting:
-        start()
-        return future
-    remaining = len(waiting)
-    lock = threading.Lock()
-
-    def one_done(_f: Any) -> None:
-        nonlocal remaining
-        with lock:
-            remaining -= 1
-            go = remaining == 0
-        if go:
-            start()
-
-    for f in waiting:
-        f.add_done_callback(one_done)
-    return future
-
-
-def _drive_async_in_worker(
-    task: Task[Any, Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> State:
-    return run_coroutine_in_worker(drive_async(task, run, args, kwargs))
-
-
-# -- creating runs ----------------------------------------------------------------------------
-
-
-def _dynamic_key(task: Task[Any, Any], flow_ctx: FlowRunContext | None) -> int:
-    if flow_ctx is not None:
-        return flow_ctx.next_dynamic_key(task.task_key)
-    with _standalone_lock:
-        n = _standalone_keys.get(task.task_key, 0)
-        _standalone_keys[task.task_key] = n + 1
-    return n
-
-
-def _new_run(
-    task: Task[Any, Any],
-    flow_ctx: FlowRunContext | None,
-    name: str | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    created: float | None = None,
-) -> TaskRun:
-    dyn = _dynamic_key(task, flow_ctx)
-    default = f"{task.name}-{dyn}"
-    if name is None:
-        name = (
-            default
-            if task.task_run_name is None
-            else format_name(task.task_run_name, task.signature.bind(args, kwargs), default)
-        )
-    view = flow_ctx.view if flow_ctx is not None else None
-    run = TaskRun(new_id(), name, task, flow_ctx, view)
-    extra = current_tags()
-    if extra:
-        run.tags = task.tags | extra
-    ev = task_event(
-        run.id,
-        flow_ctx.run_id if flow_ctx else None,
-        task.name,
-        task.task_key,
-        str(dyn),
-        name,
-        run.tags,
-        time.time() if created is None else created,
-    )
-    recorder.emit(ev)
-    if view is not None:
-        view.on_event(ev)
-    return run
-
-
-def create_task_run(
-    task: Task[Any, Any],
-    flow_ctx: FlowRunContext | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    wait_for: Any,
-) -> TaskRun:
-    """A new Pending task run, with an edge for every upstream run its inputs reference."""
-    # Pending at the run's creation time: a run whose life was the plain Pending -> Running ->
-    # Completed is then fully described by its row's times (the store keeps no state rows for it)
-    now = time.time()
-    run = _new_run(task, flow_ctx, None, args, kwargs, now)
-    upstream = find_upstream(
-        args,
-        kwargs,
-        task.signature.positional,
-        flow_ctx.result_ids if flow_ctx else None,
-        wait_for,
-    )
-    if upstream:
-        run.upstream = upstream
-        view = run.view
-        for u in upstream:
-            ev = edge_event(run.id, u.run_id, u.parameter)
-            recorder.emit(ev)
-            if view is not None:
-                view.on_event(ev)
-    record(run, Pending(ts=now))
-    if flow_ctx is not None:
-        flow_ctx.active[run.id] = run
-    return run
-
-
-def record_bad_call(
-    task: Task[Any, Any],
-    flow_ctx: FlowRunContext | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    err: ParameterError,
-) -> State:
-    """A call that does not fit the signature is still a run: recorded Failed, hooks called."""
-    run = _new_run(task, flow_ctx, f"{task.name}-invalid", args, kwargs)
-    record(run, Pending())
-    state = Failed(data=err, message=str(err))
-    record(run, state)
-    call_hooks(
-        task.on_failure_hooks, "task", task, run, state, task_run_id=run.id, run_name=run.name
-    )
-    if flow_ctx is None:
-        recorder.flush()
-    return state
-
-
-_detached_warned: set[str] = set()
-
-
-def _warn_if_detached(task: Task[Any, Any]) -> None:
-    """A task called from a thread started inside a flow run does not see that flow run."""
-    from orion_nb.engine.flow_engine import active_flow_runs
-
-    active = active_flow_runs()
-    if not active or task.task_key in _detached_warned:
-        return
-    _detached_warned.add(task.task_key)
-    warnings.warn(
-        f"Task {task.name!r} was called in a thread that is not part of a flow run while flow "
-        f"run {active[0]!r} is running in this process, so it is recorded as a standalone task "
-        "run. To attach it to the flow run, call it with task.submit(...), or start the thread "
-        "with the flow's context: threading.Thread(target=contextvars.copy_context().run, "
-        "args=(fn,)).",
-        OrionNBWarning,
-        stacklevel=4,
-    )
-
-
-# -- the drivers ------------------------------------------------------------------------------
-
-
-def drive_sync(
-    task: Task[Any, Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> State:
-    """Run every attempt of ``run`` in this thread; returns its final state."""
-    __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-    eng = TaskRunEngine(task, run, args, kwargs)
-    try:
-        while eng.begin():
-            if task.on_running_hooks:
-                call_hooks(task.on_running_hooks, "task", task, run, run.state, **eng.log)
-            run.thread_ident = _get_ident()
-            token = _task_ctx.set(eng.task_ctx)
-            try:
-                with Attempt(eng, task.timeout_seconds) as attempt:
-                    attempt.returned(task.fn(*eng.args, **eng.kwargs))
-            finally:
-                _task_ctx.reset(token)
-            if attempt.retry_in is None:
-                break
-            if attempt.retry_in > 0:
-                time.sleep(attempt.retry_in)
-    except CancelledRun:
-        pass  # recorded as Cancelled; the caller gets the Cancelled state
-    except BaseException:
-        eng.done()
-        raise
-    return eng.done()
-
-
-async def drive_async(
-    task: Task[Any, Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> State:
-    """Run every attempt of an async task's ``run`` on the running loop."""
-    __tracebackhide__ = True  # IPython hides engine frames from user tracebacks
-    import asyncio
-
-    eng = TaskRunEngine(task, run, args, kwargs)
-    try:
-        while await eng.abegin():
-            if task.on_running_hooks:
-                await acall_hooks(task.on_running_hooks, "task", task, run, run.state, **eng.log)
-            token = _task_ctx.set(eng.task_ctx)
-            try:
-                async with AsyncAttempt(eng, task.timeout_seconds) as attempt:
-                    attempt.returned(await task.fn(*eng.args, **eng.kwargs))
-            finally:
-                _task_ctx.reset(token)
-            if attempt.retry_in is None:
-                break
-            if attempt.retry_in > 0:
-                await asyncio.sleep(attempt.retry_in)
-    except CancelledRun:
-        pass
-    except BaseException:
-        await eng.adone()
-        raise
-    return await eng.adone()
-
-
-# -- the steps --------------------------------------------------------------------------------
 
 
 class TaskRunEngine:
@@ -424,12 +99,28 @@ class TaskRunEngine:
         recorded: a remote attempt is RUNNING from when a worker starts it
         (:meth:`started`), not from when the kernel queues it.
         """
-        run, task = self.run, self.task
+        run = self.run
         if run.state.type in TERMINAL_TYPES:  # cancelled while it waited
             return False
         for u in run.upstream:
             if u.future is not None:
                 u.future.wait()
+        state = (self.held if defer else run.state) if self._to_running(defer) else None
+        if state is None or state.type is not StateType.RUNNING:
+            self._release()
+            return False
+        if run.upstream or self.task.has_cache:
+            try:
+                self.args, self.kwargs = resolve_call(self.args, self.kwargs)
+            except Exception as exc:  # an input that cannot be resolved is a failure, not a crash
+                self.fail(exc, inputs=True)
+                return False
+        return True
+
+    def _to_running(self, defer: bool) -> bool:
+        """Propose RUNNING until the policy accepts (True) or refuses (False); a WAIT for a
+        concurrency slot is recorded, waited out and proposed again."""
+        run, task = self.run, self.task
         policy = task.policy_for(run)
         gathered: dict[str, Any] = {}
         if policy.rules_for(run.state.type, StateType.RUNNING):
@@ -440,30 +131,19 @@ class TaskRunEngine:
             proposed = Running() if run.run_count == 1 else Retrying()
             decision = propose(run, policy, task.config, proposed, keep, **gathered)
             if decision is None or decision.kind is DecisionKind.ACCEPT:
-                break
-            if decision.kind is DecisionKind.REJECT:
-                self._release()
-                return False
-            # WAIT: record why the run waits, then wait for a slot and ask again
-            record(run, Pending(message=f"{decision.rule}: {decision.reason}", rule=decision.rule))
-            flow_ctx = run.flow_ctx
-            with blocking():  # on a pool thread: let the pool start another while this waits
-                self.slots = concurrency.acquire(run.tags, _cancel_check(flow_ctx))
-            if flow_ctx is not None and flow_ctx.cancelled:
-                self._release()
+                return True
+            if decision.kind is DecisionKind.REJECT or not self._wait_for_slot(decision):
                 return False
             gathered["concurrency_blocked"] = None
-        state = self.held if defer else run.state
-        if state is None or state.type is not StateType.RUNNING:
-            self._release()
-            return False
-        if run.upstream or task.has_cache:
-            try:
-                self.args, self.kwargs = resolve_call(self.args, self.kwargs)
-            except Exception as exc:  # an input that cannot be resolved is a failure, not a crash
-                self.fail(exc, inputs=True)
-                return False
-        return True
+
+    def _wait_for_slot(self, decision: Decision) -> bool:
+        """Record why the run waits, then wait for a slot; False when the flow was cancelled."""
+        run = self.run
+        record(run, Pending(message=f"{decision.rule}: {decision.reason}", rule=decision.rule))
+        flow_ctx = run.flow_ctx
+        with blocking():  # on a pool thread: let the pool start another while this waits
+            self.slots = concurrency.acquire(run.tags, _cancel_check(flow_ctx))
+        return not (flow_ctx is not None and flow_ctx.cancelled)
 
     def _hold(self, run: Run, state: State) -> None:
         if state.type is StateType.RUNNING:
@@ -492,7 +172,7 @@ class TaskRunEngine:
 
         for u in self.run.upstream:
             if u.future is not None and not u.future.done():
-                await asyncio.wrap_future(u.future._cf)
+                await u.future._cf.wait_async()
         if self.run.tags and concurrency.limits():
             return await asyncio.to_thread(self.begin)  # may wait for a slot
         return self.begin()
@@ -683,8 +363,8 @@ class TaskRunEngine:
         for u in run.upstream:
             u.future = None  # a finished run must not keep its inputs' results alive
         cf = run.cf
-        if cf is not None and not cf.done():
-            cf.set_result(state)
+        if cf is not None:
+            cf.set(state)
         return state
 
     def done(self) -> State:
@@ -748,7 +428,7 @@ def cancel_run(run: TaskRun, reason: str, rule: str | None = None) -> None:
     if was_running and run.thread_ident is not None and run.thread_ident != _get_ident():
         raise_in_thread(run.thread_ident, CancelledRun)
     cf = run.cf
-    if cf is not None and not cf.done():
-        cf.set_result(run.state)
+    if cf is not None:
+        cf.set(run.state)
     if run.flow_ctx is not None:
         run.flow_ctx.active.pop(run.id, None)

@@ -2,9 +2,10 @@
 
 A :class:`Task` holds a function and its options (checked once, here) and offers the calling
 forms Prefect users know: a direct call (``t(x)``), ``t.submit(x)`` (a future, on the flow's
-task runner), ``t.map(xs)`` (one run per element) and ``t.with_options(...)``. Driving a run is
-the task engine's work (:mod:`orion_nb.engine.task_engine`); this module only turns a call into
-the right request.
+task runner), ``t.map(xs)`` (one run per element) and ``t.with_options(...)``. Running a call
+is the engine's work (:mod:`~orion_nb.engine.task_runs` creates the run,
+:mod:`~orion_nb.engine.task_drivers` drives it, :mod:`~orion_nb.engine.dispatch` hands it to
+a task runner); this module only turns a call into the right request.
 
 Calling an ``async def`` task returns a coroutine, always, as in Prefect 3: ``await t(x)`` in
 async code, ``asyncio.run(t(x))`` in a script. ``.submit()`` works for both kinds from anywhere.
@@ -15,12 +16,12 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from orion_nb._events import edge_event
-from orion_nb.engine import recorder, task_engine
+from orion_nb.engine import dispatch, task_drivers, task_runs
 from orion_nb.engine.annotations import allow_failure, unmapped
 from orion_nb.engine.cache import NONE, CachePolicy, code_fingerprint
 from orion_nb.engine.context import _flow_ctx, fingerprint
@@ -225,10 +226,10 @@ class Task(Generic[P, R]):
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
         if self.is_async:
-            return task_engine.arun_task(  # type: ignore[return-value]
+            return task_drivers.arun_task(  # type: ignore[return-value]
                 self, self._args(args), kwargs, wait_for, return_state
             )
-        return task_engine.run_task(  # type: ignore[no-any-return]
+        return task_drivers.run_task(  # type: ignore[no-any-return]
             self, self._args(args), kwargs, wait_for, return_state
         )
 
@@ -240,11 +241,11 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         return_state = bool(kwargs.pop("return_state", False))
         args = self._args(args)  # type: ignore[assignment]
-        flow_ctx, rejected = task_engine.start_call(self, args, kwargs, return_state)
+        flow_ctx, rejected = task_runs.start_call(self, args, kwargs, return_state)
         if rejected is not None:
             return rejected  # type: ignore[return-value]
-        run = task_engine.create_task_run(self, flow_ctx, args, kwargs, wait_for)
-        future: TaskFuture[R] = task_engine.submit_task_run(self, run, flow_ctx, args, kwargs)
+        run = task_runs.create_task_run(self, flow_ctx, args, kwargs, wait_for)
+        future: TaskFuture[R] = dispatch.submit_task_run(self, run, flow_ctx, args, kwargs)
         if return_state:
             future.wait()
             return future.state  # type: ignore[return-value]
@@ -259,16 +260,25 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         kwargs.pop("return_state", None)
         args = self._args(args)
-        names = self.signature.positional
+        iterables = self._map_iterables(args, kwargs)
+        n = len(next(iter(iterables.values())))
+        calls = _map_calls(args, kwargs, iterables, n)
+        if n:  # a call that does not fit the signature fails before any run exists
+            first_args, first_kwargs = next(calls)
+            self.signature.check(first_args, first_kwargs)
+            calls = itertools.chain([(first_args, first_kwargs)], calls)
+        flow_ctx = _flow_ctx.get()
+        sources = _map_sources(args, kwargs, iterables, flow_ctx, self.signature.positional)
+        futures = dispatch.submit_map(self, flow_ctx, n, calls, sources, wait_for)
+        return FutureList(futures)
+
+    def _map_iterables(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[Any, list[Any]]:
+        """The mapped arguments (position or name -> elements), all of the same length."""
         iterables: dict[Any, list[Any]] = {}
-        for i, value in enumerate(args):
+        for key, value in itertools.chain(enumerate(args), kwargs.items()):
             items = _map_items(value)
             if items is not None:
-                iterables[i] = items
-        for k, value in kwargs.items():
-            items = _map_items(value)
-            if items is not None:
-                iterables[k] = items
+                iterables[key] = items
         if self._bound is not _UNBOUND:
             iterables.pop(0, None)  # ``self`` is never mapped over
         if not iterables:
@@ -278,39 +288,39 @@ class Task(Generic[P, R]):
             )
         lengths = {k: len(v) for k, v in iterables.items()}
         if len(set(lengths.values())) > 1:
-            desc = ", ".join(
-                f"{names[k] if isinstance(k, int) and k < len(names) else k}={n}"
-                for k, n in lengths.items()
-            )
+            names = self.signature.positional
+            desc = ", ".join(f"{_param_name(k, names)}={n}" for k, n in lengths.items())
             raise ParameterError(
                 f"Task {self.name!r}.map() got iterables of different lengths ({desc}); "
                 "make them the same length or wrap the constant ones in unmapped(...)."
             )
-        n = next(iter(lengths.values()))
-        flow_ctx = _flow_ctx.get()
-        sources = _map_sources(args, kwargs, iterables, flow_ctx)
-        if flow_ctx is None:
-            recorder.get_writer()
-        futures: FutureList[R] = FutureList()
-        for i in range(n):
-            call_args = tuple(
-                iterables[j][i] if j in iterables else _static(a) for j, a in enumerate(args)
-            )
-            call_kwargs = {
-                k: (iterables[k][i] if k in iterables else _static(v)) for k, v in kwargs.items()
-            }
-            if i == 0:
-                self.signature.check(call_args, call_kwargs)
-            run = task_engine.create_task_run(self, flow_ctx, call_args, call_kwargs, wait_for)
-            for key, (run_id, run_name, fut) in sources.items():
-                param = names[key] if isinstance(key, int) and key < len(names) else str(key)
-                run.upstream.append(Upstream(param, run_id, run_name, future=fut))
-                ev = edge_event(run.id, run_id, param)
-                recorder.emit(ev)
-                if run.view is not None:
-                    run.view.on_event(ev)
-            futures.append(task_engine.submit_task_run(self, run, flow_ctx, call_args, call_kwargs))
-        return futures
+        return iterables
+
+
+def _param_name(key: Any, names: list[str]) -> str:
+    return names[key] if isinstance(key, int) and key < len(names) else str(key)
+
+
+def _map_calls(
+    args: tuple[Any, ...], kwargs: dict[str, Any], iterables: dict[Any, list[Any]], n: int
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The arguments of each mapped run: element ``i`` of every iterable, the rest whole."""
+    static_args = [_static(a) for a in args]
+    static_kwargs = {k: _static(v) for k, v in kwargs.items()}
+    by_position = [(j, col) for j, col in iterables.items() if isinstance(j, int)]
+    by_name = [(k, col) for k, col in iterables.items() if not isinstance(k, int)]
+    if len(static_args) == 1 and by_position and not static_kwargs:  # f.map(items): the common case
+        for value in by_position[0][1]:
+            yield (value,), {}
+        return
+    for i in range(n):
+        call_args = static_args.copy()
+        for j, col in by_position:
+            call_args[j] = col[i]
+        call_kwargs = static_kwargs.copy()
+        for k, col in by_name:
+            call_kwargs[k] = col[i]
+        yield tuple(call_args), call_kwargs
 
 
 def _static(value: Any) -> Any:
@@ -334,16 +344,21 @@ def _map_items(value: Any) -> list[Any] | None:
 
 
 def _map_sources(
-    args: tuple[Any, ...], kwargs: dict[str, Any], iterables: dict[Any, list[Any]], flow_ctx: Any
-) -> dict[Any, tuple[str, str, TaskFuture[Any] | None]]:
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    iterables: dict[Any, list[Any]],
+    flow_ctx: Any,
+    names: list[str],
+) -> list[Upstream]:
     """Iterables that are a task's result (or future): an upstream of every mapped run."""
-    sources: dict[Any, tuple[str, str, TaskFuture[Any] | None]] = {}
+    sources: list[Upstream] = []
     for key in iterables:
         original = args[key] if isinstance(key, int) else kwargs[key]
+        param = _param_name(key, names)
         if isinstance(original, TaskFuture):
-            sources[key] = (original.run.id, original.run.name, original)
+            sources.append(Upstream(param, original.run.id, original.run.name, future=original))
         elif isinstance(original, State) and original.run_id is not None:
-            sources[key] = (original.run_id, original.run_id[-8:], None)
+            sources.append(Upstream(param, original.run_id, original.run_id[-8:]))
         elif flow_ctx is not None:
             hit = flow_ctx.result_ids.get(id(original))
             if (
@@ -351,7 +366,7 @@ def _map_sources(
                 and hit[1] is type(original)
                 and (hit[2] is None or hit[2] == fingerprint(original))
             ):
-                sources[key] = (hit[0], hit[0][-8:], None)
+                sources.append(Upstream(param, hit[0], hit[0][-8:]))
     return sources
 
 
