@@ -323,21 +323,7 @@ class SQLiteTarget:
             except Exception as exc:
                 raise RowError(f"{type(exc).__name__}: {exc}") from exc
             for key, rows in batch.items():
-                sql, cols = self.raw_sql[key]
-                try:
-                    if key == "states":
-                        params = numbered[0]
-                    elif key == "upsert_task" and numbered[1]:
-                        taken = numbered[1]
-                        params = _sqlite_rows([taken.get(r["id"], r) for r in rows], cols)
-                    else:
-                        params = self._params(key, rows, cols)
-                except Exception as exc:
-                    raise RowError(f"{type(exc).__name__}: {exc}") from exc
-                if key.startswith(("update_", "heartbeat_")):
-                    conn.executemany(sql, params)
-                else:
-                    self._insert_many(key, sql, len(cols), params)
+                self._write_part(key, rows, numbered)
                 n += len(rows)
             if numbered[1]:
                 self._move_state_sequence(numbered[2])
@@ -356,6 +342,29 @@ class SQLiteTarget:
                     pass
             raise
         return True
+
+    def _write_part(
+        self,
+        key: str,
+        rows: list[Any],
+        numbered: tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], int],
+    ) -> None:
+        """Write one statement key's rows (the states and task runs as numbered)."""
+        sql, cols = self.raw_sql[key]
+        try:
+            if key == "states":
+                params = numbered[0]
+            elif key == "upsert_task" and numbered[1]:
+                taken = numbered[1]
+                params = _sqlite_rows([taken.get(r["id"], r) for r in rows], cols)
+            else:
+                params = self._params(key, rows, cols)
+        except Exception as exc:
+            raise RowError(f"{type(exc).__name__}: {exc}") from exc
+        if key.startswith(("update_", "heartbeat_")):
+            self.conn.executemany(sql, params)
+        else:
+            self._insert_many(key, sql, len(cols), params)
 
     def _number_states(
         self, batch: Batch

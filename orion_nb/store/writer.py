@@ -39,7 +39,8 @@ from orion_nb._loop import LoopThread
 from orion_nb.errors import ConfigurationError, OrionNBWarning
 from orion_nb.settings import get_settings, mask_url
 from orion_nb.store import database, recovery
-from orion_nb.store.batches import Batch, Coalescer
+from orion_nb.store.batches import Batch
+from orion_nb.store.coalesce import Coalescer
 from orion_nb.store.journal import Journal, exit_report, quarantine, rows_of
 from orion_nb.store.refusals import refusal
 from orion_nb.store.targets import PostgresTarget, SQLiteTarget, classify
