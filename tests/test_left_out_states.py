@@ -314,3 +314,58 @@ def test_a_0002_database_upgrades_and_downgrades_without_losing_a_transition(tmp
     got = rows(db, "select id, run_id, type, name from states order by id desc")
     want = list(before[["id", "run_id", "type", "name"]].itertuples(index=False, name=None))
     assert got == want
+
+
+def test_the_transitions_selectable_directly(tmp_path: Path):
+    """store/state_log.py on its own: filters, the newest cut, and the columns' content."""
+    import sqlalchemy as sa
+
+    from orion_nb.store.models import StateRow, TaskRun
+    from orion_nb.store.state_log import transitions
+
+    db = tmp_path / "direct.db"
+    now = time.time()
+    flow_id, plain, kept = new_id(), new_id(), new_id()
+    events: list[tuple[Any, ...]] = [
+        flow_event(flow_id, "f", "r", {}, (), None, None, "h", os.getpid(), now),
+        state_event(flow_id, "flow", "PENDING", "Pending", now, None, None, 0),
+    ]
+    for rid, rule in ((plain, None), (kept, "SomeRule")):
+        events += [
+            task_event(rid, flow_id, "t", "t-key", "0", "t-0", (), now),
+            state_event(rid, "task", "PENDING", "Pending", now, None, None, 1),
+            state_event(rid, "task", "RUNNING", "Running", now + 1, None, None, 1),
+            state_event(rid, "task", "COMPLETED", "Completed", now + 2, "done", rule, 1),
+        ]
+    # the plain run's Completed carries a message: make it plain again
+    events[5] = state_event(plain, "task", "COMPLETED", "Completed", now + 2, None, None, 1)
+    _write(db, events, leave_out=True)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    cols = ["id", "run_id", "run_kind", "type", "name", "timestamp", "message", "rule"]
+
+    def read(**kw: Any) -> list[tuple[Any, ...]]:
+        log = transitions(True, **kw)
+        with engine.connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(sa.select(*(log.c[c] for c in cols)).order_by(log.c.id))
+            ]
+
+    everything = read()
+    assert [r[0] for r in everything] == list(range(1, 8))
+    left_out = [r for r in everything if r[1] == plain]
+    assert [(r[2], r[3], r[4], r[6], r[7]) for r in left_out] == [
+        ("task", "PENDING", "Pending", None, None),
+        ("task", "RUNNING", "Running", None, None),
+        ("task", "COMPLETED", "Completed", None, None),
+    ]
+    # timestamps come back as the stored text, like the states table's own
+    assert left_out[0][5] == rows(db, "select created from task_runs where id = ?", plain)[0][0]
+    assert left_out[2][5] == rows(db, "select end_time from task_runs where id = ?", plain)[0][0]
+    only = read(states_where=StateRow.run_id == kept, tasks_where=TaskRun.id == kept)
+    assert {r[1] for r in only} == {kept} and [r[7] for r in only][-1] == "SomeRule"
+    assert read(states_where=StateRow.run_id == plain, tasks_where=TaskRun.id == plain) == left_out
+    # newest=N holds at least the N highest ids
+    assert [r[0] for r in read(newest=2)][-2:] == [6, 7]
+    assert {r[0] for r in read(newest=4)} >= {4, 5, 6, 7}
+    engine.dispose()
