@@ -16,6 +16,7 @@ from typing import Any
 from orion_nb.errors import CancelledRun, CrashedRun, FailedRun, MissingResult
 
 __all__ = [
+    "STATE_NAMES",
     "TERMINAL_TYPES",
     "AwaitingRetry",
     "Cached",
@@ -70,6 +71,23 @@ _DEFAULT_NAMES = {
     StateType.CANCELLED: "Cancelled",
     StateType.PAUSED: "Paused",
 }
+
+# every state name the engine gives, in lifecycle order (the history's categorical order)
+STATE_NAMES = (
+    "Scheduled",
+    "Late",
+    "AwaitingRetry",
+    "Pending",
+    "Running",
+    "Retrying",
+    "Paused",
+    "Completed",
+    "Cached",
+    "Failed",
+    "TimedOut",
+    "Crashed",
+    "Cancelled",
+)
 
 _UNSET: Any = object()
 

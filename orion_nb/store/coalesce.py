@@ -27,6 +27,7 @@ import os
 import socket
 from typing import Any
 
+from orion_nb.orchestration.states import STATE_NAMES
 from orion_nb.store.batches import LEFT_OUT_COLS, ORPHAN_COLS, Batch
 from orion_nb.store.sanitize import clean_json, clean_text
 
@@ -35,23 +36,7 @@ __all__ = ["Coalescer", "process_start"]
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 _PENDING_ID, _RUNNING_ID, _FINAL_ID = ((c,) for c in LEFT_OUT_COLS)
 # state names the engine uses, already clean (any other name is cleaned)
-_CLEAN_NAMES = frozenset(
-    {
-        "Scheduled",
-        "Late",
-        "AwaitingRetry",
-        "Pending",
-        "Running",
-        "Retrying",
-        "Paused",
-        "Completed",
-        "Cached",
-        "Failed",
-        "TimedOut",
-        "Crashed",
-        "Cancelled",
-    }
-)
+_CLEAN_NAMES = frozenset(STATE_NAMES)
 # the columns of a run row that its states fill in later
 _NOT_STARTED = {
     "state_type": None,

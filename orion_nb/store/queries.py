@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import Integer, String, Uuid, desc, literal_column, select, type_coerce
 
 from orion_nb.errors import QueryError
+from orion_nb.orchestration.states import STATE_NAMES as _NAMES
 from orion_nb.store import columnar, frames, state_log
 from orion_nb.store.frames import Kinds
 from orion_nb.store.models import (
@@ -40,21 +41,7 @@ __all__ = ["STATE_NAMES", "flow_runs", "logs", "run_tree", "states", "task_input
 
 log = logging.getLogger("orion_nb.store")
 
-STATE_NAMES = [
-    "Scheduled",
-    "Late",
-    "AwaitingRetry",
-    "Pending",
-    "Running",
-    "Retrying",
-    "Paused",
-    "Completed",
-    "Cached",
-    "Failed",
-    "TimedOut",
-    "Crashed",
-    "Cancelled",
-]
+STATE_NAMES = list(_NAMES)
 _STATE_TYPES = [
     "SCHEDULED",
     "PENDING",
