@@ -57,8 +57,8 @@ def events(n: int) -> list[tuple]:
     return out
 
 
-def writer_rate(n: int, k: int) -> float:
-    w = Writer(f"sqlite:///{HOME / f'w{k}.db'}", flush_interval=0.05).start()
+def writer_rate(n: int, k: int, url: str | None = None) -> float:
+    w = Writer(url or f"sqlite:///{HOME / f'w{k}.db'}", flush_interval=0.05).start()
     evs = events(n)
     w.put(("flush", __import__("concurrent.futures").futures.Future()))  # warm the path
     w.flush()
@@ -119,10 +119,44 @@ def engine_rates(n: int) -> tuple[float, float]:
     return with_history, bare
 
 
+def postgres_rates(server_url: str, n: int, rounds: int) -> list[float]:
+    """The writer's rate on Postgres, each round in a database of its own (dropped after)."""
+    import asyncio
+
+    import asyncpg  # the driver orion_nb uses for Postgres
+    from sqlalchemy import make_url
+
+    base = make_url(server_url)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(False))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    rates = []
+    for k in range(rounds):
+        name = f"orion_writer_bench_{os.getpid()}_{k}"
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        try:
+            url = base.set(database=name).render_as_string(hide_password=False)
+            rates.append(writer_rate(n, k, url))
+        finally:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return rates
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20_000, help="task runs per round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure the writer on Postgres, in a database made for the run and dropped "
+        "after it (e.g. postgresql://postgres@127.0.0.1:5432/test as the server to use)",
+    )
     args = ap.parse_args()
     w = statistics.median(writer_rate(args.n, k) for k in range(args.rounds))
     r = statistics.median(raw_rate(args.n, k) for k in range(args.rounds))
@@ -134,6 +168,12 @@ def main() -> int:
     )
     print(f"engine: {e:12,.0f} task runs/s  ({1e6 / e:6.1f} us per task run, history on)")
     print(f"plain:  {bare:12,.0f} calls/s; overhead per task run {1e6 / e - 1e6 / bare:.1f} us")
+    if args.postgres:
+        pg = statistics.median(postgres_rates(args.postgres, args.n, args.rounds))
+        print(
+            f"postgres writer: {pg:8,.0f} task runs/s  ({1e6 / pg:6.1f} us per task run; every "
+            "transition is a row there)"
+        )
     orion_nb.configure(persist=False)
     shutil.rmtree(HOME, ignore_errors=True)
     return 0
