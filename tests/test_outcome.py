@@ -12,7 +12,7 @@ import pytest
 
 import orion_nb
 from orion_nb import flow, task
-from orion_nb.engine.collector import collector_paused
+from orion_nb._collector import collector_paused
 from orion_nb.engine.outcome import Outcome
 from orion_nb.orchestration.states import Cancelled, Completed
 

@@ -360,3 +360,26 @@ def test_a_result_recorded_after_its_run_was_written_as_finished_still_lands(tmp
     row = con.execute("select cache_key, result_ref, state_name from task_runs").fetchone()
     con.close()
     assert row == ("k" * 32, "/results/x.pkl", "Completed")
+
+
+def test_the_writer_leaves_the_garbage_collector_as_it_found_it():
+    """It pauses the collector while it builds a batch (rows, never cycles), never for good."""
+    import gc
+
+    @task
+    def one(i: int) -> int:
+        return i
+
+    @flow
+    def some() -> int:
+        return sum(one(i) for i in range(500))
+
+    assert gc.isenabled()
+    assert some() == sum(range(500))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert some() == sum(range(500))
+        assert not gc.isenabled()  # a program that turned it off keeps it off
+    finally:
+        gc.enable()

@@ -9,7 +9,7 @@ unfinished, as soon as the last of them finishes. What the caller gets back is a
 ``.map()`` is the bulk case and is built for it: the runner, the caller's context, the tags
 of enclosing ``tags()`` blocks and a block of dynamic keys are looked up once per map, not
 once per run, and the runs are created in chunks with the garbage collector paused
-(:mod:`orion_nb.engine.collector`). Every item is still its own run with its own states,
+(:mod:`orion_nb._collector`). Every item is still its own run with its own states,
 retries, timeout, cancellation, hooks and upstream edges.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from orion_nb._events import edge_event
 from orion_nb.engine import recorder
-from orion_nb.engine.collector import collector_paused
+from orion_nb._collector import collector_paused
 from orion_nb.engine.context import FlowRunContext
 from orion_nb.engine.futures import TaskFuture
 from orion_nb.engine.inputs import Upstream
@@ -128,7 +128,7 @@ def submit_map(
     futures: list[TaskFuture[Any]] = []
     calls = iter(calls)
     for chunk in range(first, first + count, MAP_CHUNK):
-        with collector_paused():  # see orion_nb.engine.collector for why
+        with collector_paused():  # see orion_nb._collector for why
             for dyn, (args, kwargs) in enumerate(itertools.islice(calls, MAP_CHUNK), chunk):
                 run = create_task_run(task, flow_ctx, args, kwargs, wait_for, dyn, extra)
                 if sources:

@@ -35,6 +35,7 @@ import warnings
 from collections import deque
 from typing import Any
 
+from orion_nb._collector import collector_paused
 from orion_nb._loop import LoopThread
 from orion_nb.errors import ConfigurationError, OrionNBWarning
 from orion_nb.settings import get_settings, mask_url
@@ -439,7 +440,8 @@ class Writer:
             self._next_heartbeat = mono + self.heartbeat_interval
             extra = self._coalescer.heartbeat(now)
         if events or extra:
-            batch = self._coalescer.batch(events, extra)
+            with collector_paused():  # see orion_nb/_collector.py: rows, not cycles
+                batch = self._coalescer.batch(events, extra)
             if len(batch):
                 self._backlog.append(batch)
         self._waiters.extend(waiters)
@@ -535,7 +537,8 @@ class Writer:
     async def _write_one(self, batch: Batch) -> bool:
         target = self._target
         if isinstance(target, SQLiteTarget):
-            return target.write(batch)
+            with collector_paused():
+                return target.write(batch)
         written: bool = await target.write(batch)
         return written
 

@@ -1,4 +1,4 @@
-"""Pausing Python's cyclic garbage collector while the engine creates many runs at once.
+"""Pausing Python's cyclic garbage collector while orion_nb builds many objects at once.
 
 A ``.map()`` creates thousands of runs whose objects (run, future, outcome, state) all stay
 alive until the runs finish. CPython's collector is triggered by the number of allocated
@@ -6,6 +6,13 @@ container objects, and each collection walks every surviving young object again;
 of them survive it walks the whole heap (a full collection: every module, every object of the
 notebook). Measured on a 10,000-item ``.map()``: three full collections and ~370 young ones,
 more than a third of the call, none of them finding anything to free.
+
+The history writer does the same while it turns a flush window's events into rows and while
+it writes them to SQLite (:mod:`orion_nb.store.writer`): thousands of row dictionaries, none
+in a cycle, and without the pause the collections they trigger walk the notebook's whole heap
+(measured: a flow of 20,000 task calls took 27.8 µs per call including its history, 21.5 µs
+with the pause). Cyclic garbage made meanwhile, by any thread, is collected when the pause
+ends, after each batch.
 
 :func:`collector_paused` turns the collector off around such a burst, as Mercurial's
 ``util.nogc`` does around building large structures. The pause is bounded by the caller
