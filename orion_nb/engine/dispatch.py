@@ -22,9 +22,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from orion_nb._collector import collector_paused
 from orion_nb._events import edge_event
 from orion_nb.engine import recorder
-from orion_nb._collector import collector_paused
 from orion_nb.engine.context import FlowRunContext
 from orion_nb.engine.futures import TaskFuture
 from orion_nb.engine.inputs import Upstream
