@@ -383,3 +383,19 @@ def test_the_writer_leaves_the_garbage_collector_as_it_found_it():
         assert not gc.isenabled()  # a program that turned it off keeps it off
     finally:
         gc.enable()
+
+
+def test_events_the_writer_cannot_read_are_reported_and_it_goes_on(tmp_path: Path):
+    """A malformed event (a bug) never hangs a flush: a warning says what was dropped."""
+    w = _writer(tmp_path)
+    try:
+        w.put(("state", "too", "short"))
+        with pytest.warns(OrionNBWarning, match="could not turn 1 run events.*a bug in orion_nb"):
+            w.flush(timeout=30)
+        assert w.dropped == 1
+        flow_id = new_id()
+        w.put(flow_event(flow_id, "f", "after", {}, (), None, None, "h", os.getpid(), time.time()))
+        w.flush(timeout=30)
+    finally:
+        w.close()
+    assert count(tmp_path / "direct.db", "select count(*) from flow_runs where name='after'") == 1

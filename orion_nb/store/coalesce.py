@@ -296,6 +296,17 @@ class Coalescer:
             "heartbeat_task": [(rid, now) for rid in tasks],
         }
 
+    def crashed(self, message: str, now: float) -> list[tuple[Any, ...]]:
+        """A Crashed state event for every open run (the process is ending without them)."""
+        from orion_nb._events import state_event
+        from orion_nb.orchestration.recovery_rules import RULE
+
+        return [
+            state_event(rid, kind, "CRASHED", "Crashed", now, message, RULE, row["run_count"])
+            for kind, rows in (("flow", self.flow_rows), ("task", self.task_rows))
+            for rid, row in list(rows.items())
+        ]
+
     def reinsert_open_runs(self) -> Batch:
         """Rows of every open run again (after the database file was replaced)."""
         return Batch(

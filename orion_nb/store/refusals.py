@@ -11,7 +11,7 @@ from typing import Any
 from orion_nb.settings import redact
 from orion_nb.store.sanitize import clean_text
 
-__all__ = ["describe", "refusal"]
+__all__ = ["describe", "refusal", "unreadable"]
 
 
 def refusal(
@@ -26,6 +26,15 @@ def refusal(
         limit=2000,
     )
     return flow_id, task_id, what, error, message
+
+
+def unreadable(n: int, exc: BaseException) -> str:
+    """What the writer says when it could not turn ``n`` events into records (a bug)."""
+    return (
+        f"orion_nb could not turn {n:,} run events into history records "
+        f"({type(exc).__name__}: {exc}); they were dropped and the writer goes on with the "
+        "next ones. This is a bug in orion_nb: please report it with this message."
+    )
 
 
 def describe(key: str, row: Any) -> tuple[str | None, str | None, str]:

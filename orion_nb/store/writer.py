@@ -43,7 +43,7 @@ from orion_nb.store import database, recovery
 from orion_nb.store.batches import Batch
 from orion_nb.store.coalesce import Coalescer
 from orion_nb.store.journal import Journal, exit_report, quarantine, rows_of
-from orion_nb.store.refusals import refusal
+from orion_nb.store.refusals import refusal, unreadable
 from orion_nb.store.targets import PostgresTarget, SQLiteTarget, classify
 
 __all__ = ["Writer"]
@@ -104,6 +104,7 @@ class Writer:
         self._replaced_warned = False
         self.refused = 0  # rows the database refused (each replaced by an ERROR log entry)
         self.journaled = 0  # rows this process sent to the journal
+        self.dropped = 0  # events the coalescer could not read (a bug: each warned about)
         self.last_error: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -128,7 +129,6 @@ class Writer:
                 engine = self._engine
         return engine
 
-    # -- life cycle -------------------------------------------------------------------------
     def start(self) -> Writer:
         """Connect, set up the schema, replay the journal, mark crashed runs, start writing.
 
@@ -332,18 +332,8 @@ class Writer:
         return report
 
     def _crash_open_runs(self, message: str) -> None:
-        from orion_nb._events import state_event
-        from orion_nb.orchestration.recovery_rules import RULE
-
         now = time.time()
-        c = self._coalescer
-        for kind, rows in (("flow", c.flow_rows), ("task", c.task_rows)):
-            for rid, row in list(rows.items()):
-                self.queue.append(
-                    state_event(
-                        rid, kind, "CRASHED", "Crashed", now, message, RULE, row["run_count"]
-                    )
-                )
+        self.queue.extend(self._coalescer.crashed(message, now))
         self._take(now)
 
     def _abandon(self) -> dict[str, Any]:
@@ -398,7 +388,6 @@ class Writer:
         else:
             engine.dispose()
 
-    # -- the background coroutine -----------------------------------------------------------
     def _next_wait(self) -> float | None:
         now = time.monotonic()
         if self.queue:
@@ -440,11 +429,19 @@ class Writer:
             self._next_heartbeat = mono + self.heartbeat_interval
             extra = self._coalescer.heartbeat(now)
         if events or extra:
-            with collector_paused():  # see orion_nb/_collector.py: rows, not cycles
-                batch = self._coalescer.batch(events, extra)
-            if len(batch):
-                self._backlog.append(batch)
+            try:
+                with collector_paused():  # see orion_nb/_collector.py: rows, not cycles
+                    batch = self._coalescer.batch(events, extra)
+            except Exception as exc:  # a bug, not the database: say so, never hang a flush
+                self._unreadable(events, exc)
+            else:
+                if len(batch):
+                    self._backlog.append(batch)
         self._waiters.extend(waiters)
+
+    def _unreadable(self, events: list[tuple[Any, ...]], exc: Exception) -> None:
+        self.dropped += len(events)
+        warnings.warn(unreadable(len(events), exc), OrionNBWarning, stacklevel=2)
 
     async def _drain(self) -> None:
         with self._lock:
@@ -539,8 +536,7 @@ class Writer:
         if isinstance(target, SQLiteTarget):
             with collector_paused():
                 return target.write(batch)
-        written: bool = await target.write(batch)
-        return written
+        return bool(await target.write(batch))
 
     def _done(self, batch: Batch) -> None:
         origin = batch.origin
