@@ -243,3 +243,19 @@ def test_heartbeats_ride_along_as_extra_parts():
     c = Coalescer(elide=True)
     batch = c.batch([], {"heartbeat_task": [("x", T0)]})
     assert batch.parts == {"heartbeat_task": [("x", T0)]}
+
+
+def test_crashed_events_name_every_open_run_and_only_those():
+    c = Coalescer(elide=True)
+    c.batch(plain_life("done"), None)  # finished: forgotten
+    c.batch(plain_life("open")[:3], None)  # running
+    c.batch([flow_event("f", "etl", "r", {}, (), None, None, "h", os.getpid(), T0)], None)
+    events = c.crashed("terminated (SIGTERM)", T0 + 9)
+    assert sorted((e[1], e[2], e[3], e[4], e[5], e[6], e[8]) for e in events) == [
+        ("f", "flow", "CRASHED", "Crashed", T0 + 9, "terminated (SIGTERM)", 0),
+        ("open", "task", "CRASHED", "Crashed", T0 + 9, "terminated (SIGTERM)", 1),
+    ]
+    assert all(e[7] for e in events)  # the recovery rule's name
+    batch = c.batch(events, None)
+    assert {r["id"]: r["state_type"] for r in batch.parts["upsert_task"]} == {"open": "CRASHED"}
+    assert c.open_runs() == ([], [])
