@@ -34,7 +34,8 @@ Exception tree::
     OrionNBWarning (UserWarning)    orion_nb's own warnings (errors in its test-suite)
 
 ``describe(exc)`` names any failure in one bounded line (``Type: message``), as states and logs
-show it.
+show it. ``warn_in_background(message)`` issues an OrionNBWarning from a background thread (the
+history writer's), logged as an error where warnings are turned into errors.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "ScheduleError",
     "UpstreamFailedError",
     "describe",
+    "warn_in_background",
 ]
 
 
@@ -140,6 +142,23 @@ class QueryError(OrionNBError, ValueError):
 
 class OrionNBWarning(UserWarning):
     """A warning issued by orion_nb itself."""
+
+
+def warn_in_background(message: str) -> None:
+    """An :class:`OrionNBWarning` from a background thread (the history writer's).
+
+    Where warnings are turned into errors (``-W error``, pytest's ``filterwarnings``), the
+    error would end the thread and leave every later flush waiting: the message is logged as
+    an error instead.
+    """
+    import warnings
+
+    try:
+        warnings.warn(message, OrionNBWarning, stacklevel=3)
+    except Exception:
+        import logging
+
+        logging.getLogger("orion_nb").error("%s", message)
 
 
 def describe(exc: BaseException) -> str:

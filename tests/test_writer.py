@@ -399,3 +399,21 @@ def test_events_the_writer_cannot_read_are_reported_and_it_goes_on(tmp_path: Pat
     finally:
         w.close()
     assert count(tmp_path / "direct.db", "select count(*) from flow_runs where name='after'") == 1
+
+
+def test_warnings_turned_into_errors_do_not_stop_the_writer(tmp_path: Path, caplog):
+    """Under ``-W error`` the writer's own warnings would end its thread: it logs them."""
+    w = _writer(tmp_path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", OrionNBWarning)
+            w.put(("state", "too", "short"))
+            with caplog.at_level("ERROR", logger="orion_nb"):
+                w.flush(timeout=30)
+            assert "could not turn 1 run events" in caplog.text
+            flow_id = new_id()
+            w.put(flow_event(flow_id, "f", "later", {}, (), None, None, "h", os.getpid(), 0.0))
+            w.flush(timeout=30)
+    finally:
+        w.close()
+    assert count(tmp_path / "direct.db", "select count(*) from flow_runs where name='later'") == 1

@@ -22,12 +22,11 @@ import itertools
 import json
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orion_nb.errors import OrionNBWarning
+from orion_nb.errors import warn_in_background
 from orion_nb.settings import mask_url
 from orion_nb.store.batches import Batch
 
@@ -156,11 +155,9 @@ def quarantine(file: Any, exc: BaseException) -> None:
         file.path.replace(bad / file.path.name)
     except OSError:
         pass
-    warnings.warn(
+    warn_in_background(
         f"The journal file {file.path} cannot be read ({type(exc).__name__}: {exc}); it was "
-        f"moved to {bad} and its records were not written.",
-        OrionNBWarning,
-        stacklevel=2,
+        f"moved to {bad} and its records were not written."
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from orion_nb._collector import collector_paused
 from orion_nb._loop import LoopThread
-from orion_nb.errors import ConfigurationError, OrionNBWarning
+from orion_nb.errors import ConfigurationError, OrionNBWarning, warn_in_background
 from orion_nb.settings import get_settings, mask_url
 from orion_nb.store import database, recovery
 from orion_nb.store.batches import Batch
@@ -199,11 +199,9 @@ class Writer:
         try:
             await self._run_sync(recovery.reconcile, self.crash_grace)
         except Exception as exc:  # crash marking must never keep the store from opening
-            warnings.warn(
+            warn_in_background(
                 f"Could not check for crashed runs in {mask_url(self.url)}: "
-                f"{database.explain(exc, self.url)}",
-                OrionNBWarning,
-                stacklevel=3,
+                f"{database.explain(exc, self.url)}"
             )
 
     async def _run_sync(self, fn: Any, *args: Any) -> Any:
@@ -441,7 +439,7 @@ class Writer:
 
     def _unreadable(self, events: list[tuple[Any, ...]], exc: Exception) -> None:
         self.dropped += len(events)
-        warnings.warn(unreadable(len(events), exc), OrionNBWarning, stacklevel=2)
+        warn_in_background(unreadable(len(events), exc))
 
     async def _drain(self) -> None:
         with self._lock:
@@ -483,11 +481,9 @@ class Writer:
             try:
                 file = self.journal.write(batch)
             except OSError as exc:
-                warnings.warn(
+                warn_in_background(
                     f"orion_nb cannot write its journal in {self.journal.dir} ({exc}); "
-                    f"{total:,} history records wait in memory for {mask_url(self.url)}.",
-                    OrionNBWarning,
-                    stacklevel=2,
+                    f"{total:,} history records wait in memory for {mask_url(self.url)}."
                 )
                 return
             self._backlog.popleft()
@@ -567,13 +563,11 @@ class Writer:
                     raise _Outage() from again
         self.refused += 1
         if self.refused == 1:
-            warnings.warn(
+            warn_in_background(
                 f"The history database {mask_url(self.url)} refused a record ({what}: "
                 f"{error[:300]}). It was dropped and an ERROR log entry of the run says so; "
                 "every other record is written. Later refused records are handled the same "
-                "way without this warning.",
-                OrionNBWarning,
-                stacklevel=2,
+                "way without this warning."
             )
 
     async def _reopen(self) -> None:
@@ -581,13 +575,11 @@ class Writer:
         path = self._target.path if self._target is not None else "?"
         if not self._replaced_warned:
             self._replaced_warned = True
-            warnings.warn(
+            warn_in_background(
                 f"The history database file {path} was deleted or replaced while this process "
                 "was writing to it. orion_nb created it again and writes there from now on; "
                 "runs still in progress are written again, runs that had finished were in the "
-                "old file.",
-                OrionNBWarning,
-                stacklevel=2,
+                "old file."
             )
         if self._target is not None:
             self._target.close()
