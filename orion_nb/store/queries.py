@@ -8,7 +8,6 @@ timezone-aware UTC datetimes, a ``duration`` column for runs, and state names as
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sqlite3
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Integer, String, Uuid, desc, literal_column, select, type_coerce
 
+from orion_nb._collector import collector_paused
 from orion_nb.errors import QueryError
 from orion_nb.orchestration.states import STATE_NAMES as _NAMES
 from orion_nb.store import columnar, frames, state_log
@@ -166,27 +166,23 @@ async def _frame(
         table = await asyncio.to_thread(columnar.fetch, engine, stmt)
         if table is not None:
             try:
-                df = frames.from_arrow(
-                    table,
-                    kinds,
-                    sqlite=sqlite,
-                    categories=categories,
-                    newest_first=newest_first,
-                    pyarrow_backend=pyarrow_backend,
-                )
+                with collector_paused():  # a million strings and lists, none in a cycle
+                    df = frames.from_arrow(
+                        table,
+                        kinds,
+                        sqlite=sqlite,
+                        categories=categories,
+                        newest_first=newest_first,
+                        pyarrow_backend=pyarrow_backend,
+                    )
                 log.debug("read %d rows as Arrow", len(df))
                 return df
             except frames.Unrepresentable as exc:
                 log.debug("columnar frame not possible (%s); reading rows", exc)
     # millions of small tuples would trigger the cyclic GC again and again; none are cycles
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         _keys, rows = await _fetch(engine, stmt)
         df = frames.from_rows(rows, kinds, sqlite=sqlite, categories=categories)
-    finally:
-        if enabled:
-            gc.enable()
     if newest_first is not None:
         df = frames.newest_first(df, newest_first)
     return frames.to_pyarrow_backend(df, kinds) if pyarrow_backend else df
