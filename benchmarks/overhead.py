@@ -520,11 +520,14 @@ def bench_cold(repeats: int) -> None:
     )
     record(
         "cold_store_import_s",
-        "  importing the store (SQLAlchemy), done by the first run",
+        "  importing the store's writer, done by the first run",
         med(store),
         "s",
         baseline=base,
-        note="`import orion_nb.store.writer` after `import orion_nb`",
+        note=(
+            "`import orion_nb.store.writer` after `import orion_nb`; a SQLite writer imports "
+            "no SQLAlchemy (its SQL is generated ahead of time: orion_nb/store/gen_sql.py)"
+        ),
     )
     heavy = sorted({m for r in new + existing for m in r["heavy"]})
     record(
