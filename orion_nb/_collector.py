@@ -15,10 +15,14 @@ with the pause). Cyclic garbage made meanwhile, by any thread, is collected when
 ends, after each batch.
 
 :func:`collector_paused` turns the collector off around such a burst, as Mercurial's
-``util.nogc`` does around building large structures. The pause is bounded by the caller
-(``.map()`` pauses once per chunk of runs, so the collector runs between chunks of a very
-large map), nests across threads (only the outermost pause switches the collector back on),
-and never switches on a collector that was off when the first pause began.
+``util.nogc`` does around building large structures. The collector is one switch for the
+whole process, so other threads (task runs already running on workers) also run without it
+while a pause lasts; reference counting still frees everything that is not in a cycle, and a
+pause is kept short: ``.map()`` pauses once per chunk of runs (4,096, a few tens of
+milliseconds), so the collector runs between chunks of a very large map, and it never pauses
+around a runner that runs the user's function inline (the sequential runner). Pauses nest
+across threads (only the outermost one switches the collector back on) and never switch on a
+collector that was off when the first pause began.
 """
 
 from __future__ import annotations

@@ -244,3 +244,15 @@ def test_a_map_that_stops_midway_leaves_the_collector_on_and_its_runs_finish(sma
     runs = orion_nb.task_runs()
     assert sorted(runs["name"]) == ["item-0", "item-1", "item-2"]
     assert set(runs["state_name"].astype(str)) == {"Completed"}
+
+
+def test_user_code_run_inline_by_the_sequential_runner_never_runs_with_the_collector_paused():
+    @task
+    def collector_on(x):
+        return gc.isenabled()
+
+    @flow(task_runner=orion_nb.SequentialTaskRunner())
+    def sequential():
+        return collector_on.map(range(3)).result()
+
+    assert sequential() == [True, True, True]

@@ -389,8 +389,8 @@ def test_events_the_writer_cannot_read_are_reported_and_it_goes_on(tmp_path: Pat
     """A malformed event (a bug) never hangs a flush: a warning says what was dropped."""
     w = _writer(tmp_path)
     try:
-        w.put(("state", "too", "short"))
         with pytest.warns(OrionNBWarning, match="could not turn 1 run events.*a bug in orion_nb"):
+            w.put(("state", "too", "short"))  # inside: the writer may read it at once
             w.flush(timeout=30)
         assert w.dropped == 1
         flow_id = new_id()
@@ -407,8 +407,8 @@ def test_warnings_turned_into_errors_do_not_stop_the_writer(tmp_path: Path, capl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", OrionNBWarning)
-            w.put(("state", "too", "short"))
             with caplog.at_level("ERROR", logger="orion_nb"):
+                w.put(("state", "too", "short"))
                 w.flush(timeout=30)
             assert "could not turn 1 run events" in caplog.text
             flow_id = new_id()

@@ -15,6 +15,7 @@ retries, timeout, cancellation, hooks and upstream edges.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -127,8 +128,10 @@ def submit_map(
     first = dynamic_keys(task, flow_ctx, count)
     futures: list[TaskFuture[Any]] = []
     calls = iter(calls)
+    # see orion_nb._collector for why; never around user code run inline (sequential)
+    pause = collector_paused if dispatch.runner.queues else contextlib.nullcontext
     for chunk in range(first, first + count, MAP_CHUNK):
-        with collector_paused():  # see orion_nb._collector for why
+        with pause():
             for dyn, (args, kwargs) in enumerate(itertools.islice(calls, MAP_CHUNK), chunk):
                 run = create_task_run(task, flow_ctx, args, kwargs, wait_for, dyn, extra)
                 if sources:

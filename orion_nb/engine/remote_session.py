@@ -63,6 +63,7 @@ class RemoteTaskRunner(TaskRunner):
     """
 
     remote = True
+    queues = True  # the kernel's steps may run inline, the user's function never does
     #: "process-pool" or "Dask": how messages name the workers
     worker_kind = "remote"
 
@@ -74,6 +75,7 @@ class RemoteSession(TaskRunner):
     """A started remote runner, used by one flow run (and its subflows)."""
 
     remote = True
+    queues = True  # the kernel's steps may run inline, the user's function never does
     worker_kind = "remote"
     #: submit in batches from the submitter thread (Dask: one graph update per batch), or
     #: at once from the thread that starts the attempt (a process pool takes calls one by one)

@@ -64,6 +64,10 @@ class TaskRunner:
     name = "base"
     #: True when workers run only the user's function and the kernel drives each run
     remote = False
+    #: True when ``submit`` only queues its job and never runs the user's function in the
+    #: calling thread: a ``.map()`` may then pause the garbage collector while it submits
+    #: (:mod:`orion_nb._collector`); a runner that runs jobs inline must say False
+    queues = False
 
     def submit(self, fn: Callable[[], Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -101,6 +105,7 @@ class ThreadPoolTaskRunner(TaskRunner):
     """
 
     name = "threads"
+    queues = True
 
     def __init__(self, max_workers: int | None = None) -> None:
         check_max_workers(self, max_workers)
