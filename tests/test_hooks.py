@@ -64,7 +64,7 @@ def test_on_running_and_on_crashed_hooks():
     calls = []
 
     class Abort(BaseException):
-        pass
+        """Stops the run as an interrupt would (not an Exception)."""
 
     @task(on_running=[lambda t, run, state: calls.append(("task running", state.name))])
     def step():

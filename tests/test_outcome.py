@@ -114,7 +114,7 @@ def test_a_pause_never_switches_on_a_collector_that_was_off():
     gc.disable()
     try:
         with collector_paused():
-            pass
+            assert not gc.isenabled()
         assert not gc.isenabled()
     finally:
         gc.enable()

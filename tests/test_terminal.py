@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from orion_nb import flow, task
@@ -38,10 +39,8 @@ def _hostile_runs() -> None:
         raise ValueError("[/] in a message")
 
     hostile()
-    try:
+    with pytest.raises(ValueError, match=r"\[/\] in a message"):
         broken()
-    except ValueError:
-        pass
 
 
 def test_names_are_shown_as_text_in_runs_and_their_html_export():

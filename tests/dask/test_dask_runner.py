@@ -194,7 +194,7 @@ def test_get_dask_client_in_a_task_and_in_the_flow(cluster):
 
     assert pipeline() == (45, 2)
     with pytest.raises(MissingContextError, match="Dask task runner"), orion_nb.get_dask_client():
-        pass
+        pytest.fail("a Dask client was handed out outside a task run on the Dask runner")
 
 
 def test_worker_logs_are_recorded_even_when_the_attempt_fails(cluster):

@@ -228,7 +228,7 @@ def test_serving_a_notebook_leaves_a_report_per_run(tmp_path: Path):
                 "and f.output_path is not null",  # recorded once the notebook is saved
             )
         except sqlite3.OperationalError:
-            pass
+            continue  # the history file is not created yet: poll again
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and done, out
