@@ -10,14 +10,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_overhead_benchmark_quick(tmp_path: Path):
-    out = tmp_path / "bench.json"
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--quick", "--json", str(out)],
+def bench(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/<script>`` with ``args`` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
+
+
+def test_overhead_benchmark_quick(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    res = bench("overhead.py", "--quick", "--json", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(out.read_text())
     for key in (
@@ -38,19 +43,7 @@ def test_overhead_benchmark_quick(tmp_path: Path):
 
 def test_browser_benchmark_quick(tmp_path: Path):
     out = tmp_path / "browser.json"
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "browser.py"),
-            "--runs",
-            "2000",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = bench("browser.py", "--runs", "2000", "--json", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["runs"] == 2000
@@ -67,20 +60,7 @@ def test_browser_benchmark_quick(tmp_path: Path):
 def test_compare_quick_orion_nb_only(tmp_path: Path):
     """compare.py runs every orion_nb workload in fresh processes, checks the runs were
     recorded, and writes the JSON, the Markdown table and the chart."""
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "compare.py"),
-            "--quick",
-            "--only",
-            "orion_nb",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = bench("compare.py", "--quick", "--only", "orion_nb", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads((tmp_path / "compare.json").read_text())
     assert set(data["samples"]) == {
@@ -105,12 +85,7 @@ def test_compare_quick_orion_nb_only(tmp_path: Path):
 
 
 def test_compare_refuses_unknown_tools(tmp_path: Path):
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--only", "airflow"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = bench("compare.py", "--only", "airflow", timeout=60)
     assert res.returncode == 2
     assert "--only takes tools among orion_nb, prefect, dask" in res.stderr
 
@@ -122,12 +97,7 @@ def test_runners_benchmark_quick(tmp_path: Path):
 
     require_or_skip(importlib.util.find_spec("distributed") is not None, "dask.distributed")
     out = tmp_path / "runners.json"
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "runners.py"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = bench("runners.py", "--quick", "--json", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(out.read_text())
     for key in (

@@ -19,7 +19,15 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["KEYS", "LEFT_OUT_COLS", "ORPHAN_COLS", "RESULT_COLS", "STATE_COLS", "Batch"]
+__all__ = [
+    "KEYS",
+    "LEFT_OUT_COLS",
+    "ORPHAN_COLS",
+    "PLAIN_LIFE",
+    "RESULT_COLS",
+    "STATE_COLS",
+    "Batch",
+]
 
 # a state for a run whose row was already written as finished updates only these columns
 ORPHAN_COLS = ("state_type", "state_name", "run_count", "end_time", "message")
@@ -29,7 +37,15 @@ STATE_COLS = ("run_id", "run_kind", "type", "name", "timestamp", "message", "rul
 # A state row may carry an eighth item, the task run column that takes its id instead of a row
 # in ``states`` (see :mod:`orion_nb.store.coalesce`): a target that writes the run's row in
 # the same transaction stores the id there; any other target writes the row as usual.
-LEFT_OUT_COLS = ("pending_state_id", "running_state_id", "final_state_id")
+# A plain life, transition by transition: (the run's column that keeps the transition's id,
+# state type, state name, the run's column holding its time). The coalescer, the readers
+# (store/state_log.py) and the SQLite target all read it from here.
+PLAIN_LIFE = (
+    ("pending_state_id", "PENDING", "Pending", "created"),
+    ("running_state_id", "RUNNING", "Running", "start_time"),
+    ("final_state_id", "COMPLETED", "Completed", "end_time"),
+)
+LEFT_OUT_COLS = tuple(col for col, *_ in PLAIN_LIFE)
 # the order in which a batch's parts are written
 KEYS = (
     "upsert_flow",

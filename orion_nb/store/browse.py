@@ -35,6 +35,7 @@ from sqlalchemy import String, desc, func, or_, select, type_coerce, union
 
 from orion_nb.store.models import Deployment, FlowRun, FlowRunTag, StateRow, TaskRun, TaskRunInput
 from orion_nb.store.queries import AnyEngine, _fetch, _since
+from orion_nb.store.recovery import stored_epoch
 
 __all__ = [
     "COLUMNS",
@@ -145,13 +146,8 @@ def _tag_condition(engine: AnyEngine, tag: str) -> Any:
 
 def _ms(value: Any) -> float | None:
     """A stored timestamp (SQLite text or a datetime) as epoch milliseconds."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp() * 1000.0
+    seconds = stored_epoch(value)
+    return None if seconds is None else seconds * 1000.0
 
 
 def _list_columns(engine: AnyEngine) -> list[Any]:

@@ -28,13 +28,18 @@ import socket
 from typing import Any
 
 from orion_nb.orchestration.states import STATE_NAMES
-from orion_nb.store.batches import LEFT_OUT_COLS, ORPHAN_COLS, Batch
+from orion_nb.store.batches import ORPHAN_COLS, PLAIN_LIFE, Batch
 from orion_nb.store.sanitize import clean_json, clean_text
 
 __all__ = ["Coalescer", "process_start"]
 
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
-_PENDING_ID, _RUNNING_ID, _FINAL_ID = ((c,) for c in LEFT_OUT_COLS)
+# per transition of a plain life: the mark its state row gets, its type, name and time column
+(
+    (_P_ID, _P_TYPE, _P_NAME, _P_AT),
+    (_R_ID, _R_TYPE, _R_NAME, _R_AT),
+    (_C_ID, _C_TYPE, _C_NAME, _C_AT),
+) = (((col,), type_, name, at) for col, type_, name, at in PLAIN_LIFE)
 # state names the engine uses, already clean (any other name is cleaned)
 _CLEAN_NAMES = frozenset(STATE_NAMES)
 # the columns of a run row that its states fill in later
@@ -230,14 +235,14 @@ class _Window:
             p, r, c = positions
             sp, sr, sc = states[p], states[r], states[c]
             if (
-                sc[2:] == ("COMPLETED", "Completed", row["end_time"], None, None)
-                and sr[2:] == ("RUNNING", "Running", row["start_time"], None, None)
-                and sp[2:] == ("PENDING", "Pending", row["created"], None, None)
+                sc[2:] == (_C_TYPE, _C_NAME, row[_C_AT], None, None)
+                and sr[2:] == (_R_TYPE, _R_NAME, row[_R_AT], None, None)
+                and sp[2:] == (_P_TYPE, _P_NAME, row[_P_AT], None, None)
                 and row["run_count"] == 1
             ):
-                states[p] = sp + _PENDING_ID
-                states[r] = sr + _RUNNING_ID
-                states[c] = sc + _FINAL_ID
+                states[p] = sp + _P_ID
+                states[r] = sr + _R_ID
+                states[c] = sc + _C_ID
 
     def parts(self) -> dict[str, list[Any]]:
         return {

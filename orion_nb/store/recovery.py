@@ -25,7 +25,7 @@ from orion_nb.orchestration.recovery_rules import (
     detect_crashed_runs,
 )
 
-__all__ = ["find_crashed", "mark_crashed", "process_start_of", "reconcile"]
+__all__ = ["find_crashed", "mark_crashed", "process_start_of", "reconcile", "stored_epoch"]
 
 OPEN_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")
 
@@ -57,7 +57,8 @@ def process_start_of(pid: int) -> str | None:
         return UNKNOWN_START
 
 
-def _ts(value: Any) -> float | None:
+def stored_epoch(value: Any) -> float | None:
+    """A stored timestamp (SQLite text, or a datetime from Postgres) as epoch seconds (UTC)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -205,7 +206,7 @@ def find_crashed(conn: Any, grace: float, now: float | None = None) -> list[Cras
     runs: list[OpenRun] = []
     for kind in ("flow", "task"):
         for rid, st, host, pid, pid_start, hb, start, created in db.open_runs(kind):
-            last = _ts(hb) or _ts(start) or _ts(created)
+            last = stored_epoch(hb) or stored_epoch(start) or stored_epoch(created)
             runs.append(OpenRun(str(rid), kind, st, host, pid, pid_start, last))
     if not runs:
         return []

@@ -13,15 +13,15 @@ from typing import Any
 
 from sqlalchemy import String, Text, cast, desc, literal, null, select, type_coerce, union_all
 
+from orion_nb.store.batches import PLAIN_LIFE
 from orion_nb.store.models import StateRow, TaskRun
 
 __all__ = ["LEFT_OUT", "transitions"]
 
 # (column holding the id, state type, state name, the run's time it happened at)
-LEFT_OUT = (
-    (TaskRun.pending_state_id, "PENDING", "Pending", TaskRun.created),
-    (TaskRun.running_state_id, "RUNNING", "Running", TaskRun.start_time),
-    (TaskRun.final_state_id, "COMPLETED", "Completed", TaskRun.end_time),
+LEFT_OUT = tuple(
+    (getattr(TaskRun, col), type_, name, getattr(TaskRun, at))
+    for col, type_, name, at in PLAIN_LIFE
 )
 
 
