@@ -127,6 +127,28 @@ def test_a_run_with_a_fourth_state_or_only_part_of_its_life_keeps_its_rows():
     assert second.parts["upsert_task"][0]["end_time"] == T0 + 2
 
 
+def test_a_state_after_completed_in_the_same_window_keeps_every_row():
+    events = plain_life("a")
+    events.append(state_event("a", "task", "CRASHED", "Crashed", T0 + 3, "late", None, 1))
+    batch = Coalescer(elide=True).batch(events, None)
+    assert [m[2] for m in marks(batch)] == [(), (), (), ()]
+    (row,) = batch.parts["upsert_task"]
+    assert (row["state_type"], row["end_time"], row["message"]) == ("CRASHED", T0 + 3, "late")
+
+
+def test_interleaved_runs_are_judged_each_on_its_own_life():
+    """Mapped runs' transitions interleave in a window: one unusual run spoils only itself."""
+    a, b, c = plain_life("a"), plain_life("b", t=T0 + 10), plain_life("c", t=T0 + 20)
+    c = altered(c, "RUNNING", rule="R")
+    events = [ev for trio in zip(a, b, c, strict=True) for ev in trio]
+    batch = Coalescer(elide=True).batch(events, None)
+    by_run: dict[str, list[tuple[str, ...]]] = {}
+    for rid, _type, mark in marks(batch):
+        by_run.setdefault(rid, []).append(mark)
+    left_out = [(col,) for col in LEFT_OUT_COLS]
+    assert by_run == {"a": left_out, "b": left_out, "c": [(), (), ()]}
+
+
 def test_flow_runs_are_never_left_out_and_get_their_own_row():
     c = Coalescer(elide=True)
     events = [

@@ -28,7 +28,7 @@ import socket
 from typing import Any
 
 from orion_nb.orchestration.states import STATE_NAMES
-from orion_nb.store.batches import ORPHAN_COLS, PLAIN_LIFE, Batch
+from orion_nb.store.batches import LEFT_OUT_COLS, ORPHAN_COLS, PLAIN_LIFE, Batch
 from orion_nb.store.sanitize import clean_json, clean_text
 
 __all__ = ["Coalescer", "process_start"]
@@ -40,6 +40,8 @@ _TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
     (_R_ID, _R_TYPE, _R_NAME, _R_AT),
     (_C_ID, _C_TYPE, _C_NAME, _C_AT),
 ) = (((col,), type_, name, at) for col, type_, name, at in PLAIN_LIFE)
+# a plain life's steps: (type, name) of each
+_PLAIN_STEPS = ((_P_TYPE, _P_NAME), (_R_TYPE, _R_NAME), (_C_TYPE, _C_NAME))
 # state names the engine uses, already clean (any other name is cleaned)
 _CLEAN_NAMES = frozenset(STATE_NAMES)
 # the columns of a run row that its states fill in later
@@ -50,6 +52,29 @@ _NOT_STARTED = {
     "end_time": None,
     "run_count": 0,
     "message": None,
+}
+
+
+# a task run's row as its "task" event leaves it, in the column order of the table
+_TASK_ROW: dict[str, Any] = {
+    "id": None,
+    "flow_run_id": None,
+    "task_name": None,
+    "task_key": None,
+    "dynamic_key": None,
+    "name": None,
+    "tags": None,
+    "created": None,
+    **_NOT_STARTED,
+    "cache_key": None,
+    "cache_expiration": None,
+    "result_ref": None,
+    "host": None,
+    "pid": None,
+    "pid_start": None,
+    "worker": None,
+    "heartbeat_at": None,
+    **dict.fromkeys(LEFT_OUT_COLS),
 }
 
 
@@ -95,23 +120,47 @@ class _Window:
             message = clean_text(message)
         if rule is not None:
             rule = clean_text(rule)
-        task = run_kind == "task"
-        row = (self.c.task_rows if task else self.c.flow_rows).get(run_id)
-        if row is None:
-            row = self._orphan(run_id, "task" if task else "flow")
+        states = self.states
+        if run_kind == "task":
+            row = self.c.task_rows.get(run_id)
+            if row is None:
+                row = self._orphan(run_id, "task")
+            else:
+                self.dirty_tasks[run_id] = row
+                fresh = self.fresh
+                if fresh is not None:
+                    seen = fresh.get(run_id)
+                    if seen is not None:
+                        # still a plain life? then this transition is its next step
+                        step = len(seen)
+                        if (
+                            step < 3
+                            and (t, state_name) == _PLAIN_STEPS[step]
+                            and message is None
+                            and rule is None
+                            and (step != 0 or ts == row[_P_AT])
+                            and (step != 2 or run_count == 1)
+                        ):
+                            seen.append(len(states))
+                        else:
+                            del fresh[run_id]  # its transitions are written as rows
+            row["state_type"] = t
+            row["state_name"] = state_name
+            row["run_count"] = run_count
+            if t == "RUNNING" or t in _TERMINAL:
+                self._times(row, t, ts, message, True)
         else:
-            (self.dirty_tasks if task else self.dirty_flows)[run_id] = row
-        row["state_type"] = t
-        row["state_name"] = state_name
-        row["run_count"] = run_count
-        if t == "RUNNING" or t in _TERMINAL:
-            self._times(row, t, ts, message, task)
-        fresh = self.fresh
-        if fresh is not None and task:
-            seen = fresh.get(run_id)
-            if seen is not None:
-                seen.append(len(self.states))
-        self.states.append((run_id, run_kind, t, state_name, ts, message, rule))
+            row = self.c.flow_rows.get(run_id)
+            if row is None:
+                row = self._orphan(run_id, "flow")
+            else:
+                self.dirty_flows[run_id] = row
+            row["state_type"] = t
+            row["state_name"] = state_name
+            row["run_count"] = run_count
+            if t == "RUNNING" or t in _TERMINAL:
+                self._times(row, t, ts, message, False)
+        states.append((run_id, run_kind, t, state_name, ts, message, rule))
 
     def _times(self, row: dict[str, Any], t: str, ts: float, message: Any, task: bool) -> None:
         """A run's start and end, from its first Running and its final state."""
@@ -138,29 +187,21 @@ class _Window:
     def task(self, ev: tuple[Any, ...]) -> None:
         _, rid, flow_run_id, task_name, task_key, dyn, name, tags, created = ev
         c = self.c
-        standalone = flow_run_id is None
-        row = {
-            "id": rid,
-            "flow_run_id": flow_run_id,
-            "task_name": c.clean_repeated(task_name),
-            "task_key": c.clean_repeated(task_key),
-            "dynamic_key": clean_text(dyn),
-            "name": clean_text(name),
-            "tags": [clean_text(t) for t in tags] if tags else [],
-            "created": created,
-            **_NOT_STARTED,
-            "cache_key": None,
-            "cache_expiration": None,
-            "result_ref": None,
-            "host": c.host if standalone else None,
-            "pid": c.pid if standalone else None,
-            "pid_start": c.pid_start if standalone else None,
-            "worker": None,
-            "heartbeat_at": created if standalone else None,
-            "pending_state_id": None,
-            "running_state_id": None,
-            "final_state_id": None,
-        }
+        # a copy of the template and eight stores: a third of building the dict literal
+        row = _TASK_ROW.copy()
+        row["id"] = rid
+        row["flow_run_id"] = flow_run_id
+        row["task_name"] = c.clean_repeated(task_name)
+        row["task_key"] = c.clean_repeated(task_key)
+        row["dynamic_key"] = clean_text(dyn)
+        row["name"] = clean_text(name)
+        row["tags"] = [clean_text(t) for t in tags] if tags else []
+        row["created"] = created
+        if flow_run_id is None:  # standalone: its own process is who heartbeats it
+            row["host"] = c.host
+            row["pid"] = c.pid
+            row["pid_start"] = c.pid_start
+            row["heartbeat_at"] = created
         c.task_rows[rid] = row
         self.dirty_tasks[rid] = row
         if self.fresh is not None:
@@ -225,24 +266,21 @@ class _Window:
         row["result_ref"] = clean_text(ev[4])
 
     def leave_out_plain(self) -> None:
-        """Mark the states of task runs that lived Pending -> Running -> Completed plainly."""
+        """Mark the states of task runs that lived Pending -> Running -> Completed plainly.
+
+        :meth:`state` kept, per run created in this window, the positions of its transitions
+        for as long as each was the next step of a plain life (default type and name, no
+        message, no rule, Pending at the row's ``created``, Completed after one attempt;
+        Running and Completed give the row its ``start_time`` and ``end_time``). A run with
+        all three, and nothing after them, is plain.
+        """
         states = self.states
-        rows = self.dirty_tasks
-        for rid, positions in (self.fresh or {}).items():
-            if len(positions) != 3:
-                continue
-            row = rows[rid]
-            p, r, c = positions
-            sp, sr, sc = states[p], states[r], states[c]
-            if (
-                sc[2:] == (_C_TYPE, _C_NAME, row[_C_AT], None, None)
-                and sr[2:] == (_R_TYPE, _R_NAME, row[_R_AT], None, None)
-                and sp[2:] == (_P_TYPE, _P_NAME, row[_P_AT], None, None)
-                and row["run_count"] == 1
-            ):
-                states[p] = sp + _P_ID
-                states[r] = sr + _R_ID
-                states[c] = sc + _C_ID
+        for positions in (self.fresh or {}).values():
+            if len(positions) == 3:
+                p, r, c = positions
+                states[p] += _P_ID
+                states[r] += _R_ID
+                states[c] += _C_ID
 
     def parts(self) -> dict[str, list[Any]]:
         return {

@@ -19,6 +19,7 @@ are compiled once from the SQLAlchemy tables, so no SQL text is written by hand.
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import os
@@ -153,17 +154,22 @@ def _sqlite_ts(ts: float) -> str:
     return "%s.%06d" % (_ts_cache[1], (ts - sec) * 1e6)  # noqa: UP031 - %d truncates the float in one step
 
 
-def _sqlite_rows(rows: list[dict[str, Any]], cols: list[str]) -> list[Any]:
+def _sqlite_rows(
+    rows: list[dict[str, Any]], cols: list[str], ids: dict[str, dict[str, int]] | None = None
+) -> list[Any]:
     """Rows as parameter tuples in the form SQLAlchemy's SQLite types store them.
 
     Timestamps become naive-UTC DATETIME text and JSON columns JSON text, so that reads through
-    the ORM types see exactly what a Core insert would have written.
+    the ORM types see exactly what a Core insert would have written. ``ids``: the ids of
+    left-out transitions by run id and column (task runs), which fill those columns.
     """
     get = operator.itemgetter(*cols)
     times = [i for i, c in enumerate(cols) if c in _TIME_COLS]
     jsons = [i for i, c in enumerate(cols) if c in _JSON_COLS]
-    if not times and not jsons:
+    if not times and not jsons and not ids:
         return [get(r) if len(cols) > 1 else (get(r),) for r in rows]
+    at = {c: i for i, c in enumerate(cols)}
+    id_at = at.get("id", 0)
     out = []
     ts = _sqlite_ts
     cache = _ts_cache
@@ -182,8 +188,18 @@ def _sqlite_rows(rows: list[dict[str, Any]], cols: list[str]) -> list[Any]:
         for i in jsons:
             v = t[i]
             t[i] = "[]" if not v and not isinstance(v, dict) else json.dumps(v)
+        if ids:
+            left_out = ids.get(t[id_at])
+            if left_out is not None:
+                for c, state_id in left_out.items():
+                    t[at[c]] = state_id
         out.append(t)
     return out
+
+
+# a batch's state rows numbered for SQLite: the rows with ids, the ids of left-out transitions
+# by task run and column, the last id taken
+_Numbered = tuple[list[tuple[Any, ...]], dict[str, dict[str, int]], int]
 
 
 def _pg_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -343,20 +359,14 @@ class SQLiteTarget:
             raise
         return True
 
-    def _write_part(
-        self,
-        key: str,
-        rows: list[Any],
-        numbered: tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], int],
-    ) -> None:
+    def _write_part(self, key: str, rows: list[Any], numbered: _Numbered) -> None:
         """Write one statement key's rows (the states and task runs as numbered)."""
         sql, cols = self.raw_sql[key]
         try:
             if key == "states":
                 params = numbered[0]
             elif key == "upsert_task" and numbered[1]:
-                taken = numbered[1]
-                params = _sqlite_rows([taken.get(r["id"], r) for r in rows], cols)
+                params = _sqlite_rows(rows, cols, numbered[1])
             else:
                 params = self._params(key, rows, cols)
         except Exception as exc:
@@ -366,18 +376,17 @@ class SQLiteTarget:
         else:
             self._insert_many(key, sql, len(cols), params)
 
-    def _number_states(
-        self, batch: Batch
-    ) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], int]:
-        """The batch's state rows with ids, the task run rows that hold left-out ids, and
-        the last id taken.
+    def _number_states(self, batch: Batch) -> _Numbered:
+        """The batch's state rows with ids, the left-out ids by task run, and the last id
+        taken.
 
         Ids continue the ``states`` sequence in the order the transitions happened. A state
-        marked as left out (:meth:`Coalescer.leave_out_plain`) gets no row: its id goes into a
-        copy of its run's row, which a marked batch always holds (:meth:`Batch.split` unmarks
-        what it parts). The batch itself is never changed, so a retry starts from the same
-        rows. The sequence is moved past the last id taken (:meth:`_move_state_sequence`), so
-        no later insert, from any process, reuses an id left out here.
+        marked as left out (:meth:`Coalescer.leave_out_plain`) gets no row: its id goes into
+        its run's row as that row's statement parameters are made (a marked batch always
+        holds the run's row: :meth:`Batch.split` unmarks what it parts). The batch itself is
+        never changed, so a retry starts from the same rows. The sequence is moved past the
+        last id taken (:meth:`_move_state_sequence`), so no later insert, from any process,
+        reuses an id left out here.
         """
         states = batch.parts.get("states")
         if not states:
@@ -385,20 +394,17 @@ class SQLiteTarget:
         conn = self.conn
         (last,) = conn.execute(_LAST_STATE_ID_SQL).fetchone()
         out: list[tuple[Any, ...]] = []
-        taken: dict[str, dict[str, Any]] = {}
-        rows: dict[str, dict[str, Any]] = {}
+        taken: dict[str, dict[str, int]] = {}
         ts = _sqlite_ts
         for i, r in enumerate(states, last + 1):
             if len(r) == 7:
                 out.append((i, r[0], r[1], r[2], r[3], ts(r[4]), r[5], r[6]))
             else:
-                row = taken.get(r[0])
-                if row is None:
-                    if not rows:
-                        rows = {t["id"]: t for t in batch.parts["upsert_task"]}
-                    # the batch keeps its rows as they came: the ids go into a copy
-                    row = taken[r[0]] = dict(rows[r[0]])
-                row[r[7]] = i
+                ids = taken.get(r[0])
+                if ids is None:
+                    taken[r[0]] = {r[7]: i}
+                else:
+                    ids[r[7]] = i
         return out, taken, last + len(states)
 
     def _move_state_sequence(self, top: int) -> None:
@@ -431,7 +437,7 @@ class SQLiteTarget:
                 group = rest[: rest.index(")") + 1]
                 multi = f"{head} VALUES {', '.join([group] * n)}{rest[len(group) :]}"
                 self._multi_sql[(key, n)] = multi
-            self.conn.execute(multi, [v for row in chunk for v in row])
+            self.conn.execute(multi, list(itertools.chain.from_iterable(chunk)))
 
 
 class PostgresTarget:
