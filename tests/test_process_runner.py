@@ -5,12 +5,16 @@ The behaviours every runner shares are in ``tests/dask/test_runner_semantics.py`
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import orion_nb
 from orion_nb import ProcessPoolTaskRunner, flow, runtime, task
+from tests._helpers import state_names
 from tests.remote_helpers import run_script, run_with_a_killed_worker
 from tests.test_notebook_model import live  # noqa: F401 - a fixture
 
@@ -99,3 +103,100 @@ def test_flow_parameters_reach_workers_unless_too_large_to_send():
     error = pipeline(b"x" * (2 << 20))
     assert isinstance(error, orion_nb.errors.ParameterError)
     assert "were not sent to the workers (they are larger than 1 MB pickled)" in str(error)
+
+
+# -- attempts in chunks ------------------------------------------------------------------------
+
+
+def test_chunk_sizes_follow_how_long_an_attempt_takes():
+    from orion_nb.engine.process_runner import _CHUNK_SECONDS, _MAX_CHUNK, _chunk_sizes
+
+    assert _chunk_sizes(5, None, 2) == [1] * 5  # a function not seen yet: one per call
+    assert _chunk_sizes(5, 1.0, 2) == [1] * 5  # a slow one: one per call
+    quick = _chunk_sizes(1000, 1e-5, 2)
+    assert sum(quick) == 1000 and max(quick) == _MAX_CHUNK
+    # the tail shrinks to single attempts, so both workers stay busy to the end
+    assert quick == sorted(quick, reverse=True) and quick[-1] == 1
+    assert max(_chunk_sizes(1000, _CHUNK_SECONDS / 4, 2)) == 4  # about _CHUNK_SECONDS each
+    assert _chunk_sizes(0, 1e-5, 2) == []
+    # never more than a 2 * workers-th of what is left: 8 attempts on 2 workers go 2 by 2
+    assert _chunk_sizes(8, 1e-5, 2) == [2, 1, 1, 1, 1, 1, 1]
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def picky(x: int) -> int:
+    if x == 7:
+        raise ValueError("seven is refused")
+    if x == 13:
+        os._exit(3)  # the worker process dies, as a segfault would end it
+    return x
+
+
+@pytest.fixture
+def pool_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of attempts in each call the runner makes to its process pool."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from orion_nb.engine import process_runner
+
+    monkeypatch.setattr(process_runner, "_durations", type(process_runner._durations)())
+    calls: list[int] = []
+    submit = ProcessPoolExecutor.submit
+
+    def counting(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[1]))
+        return submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", counting)
+    return calls
+
+
+def test_a_quick_task_mapped_again_goes_out_in_chunks_and_every_run_is_recorded(pool_calls):
+    @flow(task_runner=ProcessPoolTaskRunner(2))
+    def pipeline(n: int) -> list[int]:
+        return double.map(range(n)).result()
+
+    assert pipeline(12) == [2 * x for x in range(12)]
+    assert pool_calls == [1] * 12  # not seen before: one attempt per call
+    pool_calls.clear()
+    assert pipeline(300) == [2 * x for x in range(300)]
+    assert sum(pool_calls) == 300 and len(pool_calls) < 300 / 4, pool_calls
+    fid = orion_nb.flow_runs(limit=1).iloc[0]["id"]
+    runs = orion_nb.task_runs(flow_run_id=fid)
+    assert len(runs) == 300 and set(runs["state_name"].astype(str)) == {"Completed"}
+    # each run's start is the worker's, between its creation and its end, on a worker
+    assert (runs["start_time"] >= runs["created"]).all()
+    assert (runs["start_time"] <= runs["end_time"]).all()
+    assert not (runs["pid"] == os.getpid()).any() and runs["pid"].notna().all()
+    assert state_names(runs.iloc[0]["id"]) == ["Pending", "Running", "Completed"]
+
+
+def test_in_a_chunk_a_failure_or_a_dead_worker_ends_only_its_own_run(pool_calls):
+    @flow(task_runner=ProcessPoolTaskRunner(2))
+    def pipeline(items: list[int]) -> list[Any]:
+        futures = picky.map(items)
+        return [
+            f.state.name if f.wait() or not f.state.is_completed() else f.result() for f in futures
+        ]
+
+    pipeline(list(range(20, 40)))  # learned: quick
+    pool_calls.clear()
+    out = pipeline(list(range(100)))
+    assert max(pool_calls) > 1  # the run that kills its worker was sent in a chunk
+    assert out[7] == "Failed" and out[13] == "Crashed"
+    assert [x for i, x in enumerate(out) if i not in (7, 13)] == [
+        x for x in range(100) if x not in (7, 13)
+    ]
+    runs = orion_nb.task_runs(flow_run_id=orion_nb.flow_runs(limit=1).iloc[0]["id"])
+    assert runs["state_name"].astype(str).value_counts().to_dict() == {
+        "Completed": 98,
+        "Failed": 1,
+        "Crashed": 1,
+    }
+    crashed = runs[runs["state_name"] == "Crashed"].iloc[0]
+    assert crashed["name"] == "picky-13" and "died" in crashed["message"]

@@ -10,6 +10,17 @@ in milliseconds, with orion_nb already imported) and by ``spawn`` elsewhere; nev
 (:func:`~orion_nb.engine.remote_session.main_hidden`), so a script that runs flows at import time
 (an exported notebook) does not run them again in every worker.
 
+Attempts go to the pool in chunks (:func:`_run_chunk`, one pool call for several attempts)
+once the runner has seen how long an attempt of the task's function takes: the executor's
+per-call cost in the kernel (a work item, a future, a callback, the function sent again) is
+then paid once per chunk, which is what made trivial tasks cost the kernel more than the
+raw pool. A chunk aims at :data:`_CHUNK_SECONDS` of work, so a chunk's outcomes, which come
+back together, are never held for long: an attempt that takes longer than that is sent
+alone, as is every attempt of a function not seen yet, every attempt with a
+``timeout_seconds`` or ``on_running`` hooks (the kernel arms its deadline and runs the hooks
+when the attempt starts) and every attempt sent again. Attempts in a chunk do not report
+their start separately; their outcome carries it, and the kernel records it then.
+
 Each worker reports the start of an attempt through a queue read by one kernel thread.
 ``ProcessPoolExecutor`` cannot stop a call that is running: the worker stops it itself at
 ``timeout_seconds`` (SIGALRM on its main thread), and a cancelled flow run terminates the
@@ -25,18 +36,27 @@ import functools
 import os
 import signal
 import threading
+import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from orion_nb.engine.remote import Attempt
 from orion_nb.engine.remote_session import RemoteSession, RemoteTaskRunner, main_hidden
 from orion_nb.engine.runners import check_max_workers
-from orion_nb.engine.worker import RemoteCall
-from orion_nb.errors import CrashedRun
+from orion_nb.engine.worker import Call, RemoteCall
+from orion_nb.errors import CrashedRun, RemoteTaskError, describe
 
 if TYPE_CHECKING:  # multiprocessing is imported when a pool starts, not with orion_nb
     from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ProcessPoolTaskRunner"]
+
+#: a chunk of attempts (one pool call) aims to take about this long on its worker
+_CHUNK_SECONDS = 0.02
+#: at most this many attempts in one pool call
+_MAX_CHUNK = 64
+#: functions whose attempt durations are remembered (least recently used ones are forgotten)
+_MAX_REMEMBERED = 1024
 
 
 class ProcessPoolTaskRunner(RemoteTaskRunner):
@@ -79,6 +99,26 @@ def _notify(key: str, started: float, host: str, pid: int, worker: str) -> None:
         _events.put((key, started, host, pid, worker))
 
 
+def _run_chunk(call: RemoteCall, calls: list[Call]) -> tuple[list[Any], float]:
+    """Several attempts in one pool call: each one's outcome (bytes), in order, and the
+    seconds they took together.
+
+    An attempt of a chunk of several does not report its start (its outcome carries it). An
+    error that escapes an attempt (never the user's: :func:`run_attempt` returns those as
+    its outcome) is returned in that attempt's place, so it fails that attempt alone.
+    """
+    if len(calls) > 1:
+        call = RemoteCall(call.fn_key, call.fn_blob, call.flow_key, call.flow_blob, None)
+    t0 = time.perf_counter()
+    out: list[Any] = []
+    for c in calls:
+        try:
+            out.append(call(c))
+        except Exception as exc:
+            out.append(RemoteTaskError(f"The worker could not run the attempt: {describe(exc)}"))
+    return out, time.perf_counter() - t0
+
+
 # -- in the kernel ---------------------------------------------------------------------------
 
 
@@ -92,9 +132,54 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+# seconds an attempt of a function took on a worker, by the function's digest (process-wide:
+# a task mapped again in the next flow run is chunked from its first call)
+_durations: OrderedDict[str, float] = OrderedDict()
+_durations_lock = threading.Lock()
+
+
+def _learn(fn_key: str, seconds: float) -> None:
+    with _durations_lock:
+        old = _durations.pop(fn_key, None)
+        _durations[fn_key] = seconds if old is None else 0.7 * old + 0.3 * seconds
+        while len(_durations) > _MAX_REMEMBERED:
+            _durations.popitem(last=False)
+
+
+def _chunk_sizes(count: int, per_attempt: float | None, workers: int) -> list[int]:
+    """How ``count`` attempts of one function are split into pool calls.
+
+    Unknown or slow functions: one attempt per call. Quick ones: chunks of up to
+    :data:`_CHUNK_SECONDS` of work, never more than :data:`_MAX_CHUNK` attempts, and never
+    more than a ``2 * workers``-th of what is left, so the last chunks are small and every
+    worker stays busy to the end.
+    """
+    if per_attempt is None:
+        return [1] * count
+    size = max(1, min(_MAX_CHUNK, int(_CHUNK_SECONDS / max(per_attempt, 1e-7))))
+    sizes = []
+    left = count
+    while left:
+        k = max(1, min(size, left // (2 * workers)))
+        sizes.append(k)
+        left -= k
+    return sizes
+
+
+class _Chunk:
+    """One pool call: its future and the attempts it runs (each attempt's ``handle``)."""
+
+    __slots__ = ("attempts", "fn_key", "fut")
+
+    def __init__(self, fn_key: str, attempts: list[Attempt]) -> None:
+        self.fn_key = fn_key
+        self.attempts = attempts
+        self.fut: concurrent.futures.Future[Any] | None = None
+
+
 class _ProcessSession(RemoteSession):
     worker_kind = "process-pool"
-    batches = False  # ProcessPoolExecutor takes calls one by one: no submitter thread hop
+    batches = True  # a burst (a .map()) gathers in the submitter and goes out in chunks
 
     def __init__(self, config: ProcessPoolTaskRunner) -> None:
         super().__init__(config)
@@ -140,16 +225,31 @@ class _ProcessSession(RemoteSession):
     def _send(self, call: RemoteCall, attempts: list[Attempt]) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
-        done = self._done
         with self._send_lock, main_hidden():  # a submission may start a worker process
-            for attempt in attempts:
+            for chunk in self._chunks(call, attempts):
+                calls = [attempt.call for attempt in chunk.attempts]
                 try:
-                    fut = self._pool().submit(call, attempt.call)
+                    fut = self._pool().submit(_run_chunk, call, calls)
                 except BrokenProcessPool:  # a worker died since the last batch: a new pool
                     self._retire(broken=True)
-                    fut = self._pool().submit(call, attempt.call)
-                attempt.handle = fut
-                fut.add_done_callback(functools.partial(done, attempt))
+                    fut = self._pool().submit(_run_chunk, call, calls)
+                chunk.fut = fut
+                for attempt in chunk.attempts:
+                    attempt.handle = chunk
+                fut.add_done_callback(functools.partial(self._done, chunk))
+
+    def _chunks(self, call: RemoteCall, attempts: list[Attempt]) -> list[_Chunk]:
+        """``attempts`` (of one function) grouped into pool calls (see the module docstring)."""
+        alone = [a for a in attempts if not _may_share(a)]
+        shared = [a for a in attempts if _may_share(a)] if len(alone) < len(attempts) else []
+        chunks = [_Chunk(call.fn_key, [a]) for a in alone]
+        with _durations_lock:
+            per_attempt = _durations.get(call.fn_key)
+        start = 0
+        for k in _chunk_sizes(len(shared), per_attempt, self.max_workers):
+            chunks.append(_Chunk(call.fn_key, shared[start : start + k]))
+            start += k
+        return chunks
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -157,21 +257,36 @@ class _ProcessSession(RemoteSession):
         assert self._executor is not None
         return self._executor
 
-    def _done(self, attempt: Attempt, fut: concurrent.futures.Future[bytes]) -> None:
+    def _done(self, chunk: _Chunk, fut: concurrent.futures.Future[Any]) -> None:
         if fut.cancelled():
-            self.finished(attempt, None, concurrent.futures.CancelledError())
+            for attempt in chunk.attempts:
+                self.finished(attempt, None, concurrent.futures.CancelledError())
             return
         exc = fut.exception()
-        if exc is None:
-            self.finished(attempt, fut.result(), None)
-        else:
-            self.finished(attempt, None, exc)
+        if exc is not None:
+            for attempt in chunk.attempts:
+                self.finished(attempt, None, exc)
+            return
+        outcomes, seconds = fut.result()
+        _learn(chunk.fn_key, seconds / max(1, len(outcomes)))
+        for attempt, outcome in zip(chunk.attempts, outcomes, strict=True):
+            if isinstance(outcome, bytes):
+                self.finished(attempt, outcome, None)
+            else:
+                self.finished(attempt, None, outcome)
 
     def _cancel(self, attempts: list[Attempt]) -> None:
         for attempt in attempts:
-            handle = attempt.handle
-            if handle is not None:
-                handle.cancel()  # a queued call; a running one stops at its own deadline
+            chunk = attempt.handle
+            # a queued call is cancelled once every attempt in it is; a running one stops at
+            # its own deadline, and an attempt cancelled inside a running chunk has its late
+            # outcome ignored (the kernel recorded it Cancelled already)
+            if (
+                isinstance(chunk, _Chunk)
+                and chunk.fut is not None
+                and all(a.cancelled for a in chunk.attempts)
+            ):
+                chunk.fut.cancel()
 
     def classify(self, attempt: Attempt, error: BaseException) -> tuple[str, BaseException]:
         from concurrent.futures.process import BrokenProcessPool
@@ -208,3 +323,13 @@ class _ProcessSession(RemoteSession):
 
     def _disconnect(self) -> None:
         self._retire()
+
+
+def _may_share(attempt: Attempt) -> bool:
+    """Whether ``attempt`` may share a pool call with others (see the module docstring)."""
+    timeout = attempt.call[6]
+    return (
+        timeout is None
+        and attempt.resends == 0
+        and not attempt.remote.eng.task.on_running_hooks
+    )
