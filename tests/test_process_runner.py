@@ -179,10 +179,11 @@ def test_a_quick_task_mapped_again_goes_out_in_chunks_and_every_run_is_recorded(
 def test_in_a_chunk_a_failure_or_a_dead_worker_ends_only_its_own_run(pool_calls):
     @flow(task_runner=ProcessPoolTaskRunner(2))
     def pipeline(items: list[int]) -> list[Any]:
-        futures = picky.map(items)
-        return [
-            f.state.name if f.wait() or not f.state.is_completed() else f.result() for f in futures
-        ]
+        out: list[Any] = []
+        for future in picky.map(items):
+            future.wait()
+            out.append(future.result() if future.state.is_completed() else future.state.name)
+        return out
 
     pipeline(list(range(20, 40)))  # learned: quick
     pool_calls.clear()
