@@ -243,6 +243,9 @@ def main() -> None:
         ):
             bench_trivial(n, repeats, cluster.scheduler_address, client)
             bench_cpu(count, seconds, cpu_repeats, cluster.scheduler_address, client)
+            from orion_nb.engine.dask_runner import close_clients
+
+            close_clients()  # before the cluster closes: no client tries to reconnect to it
     finally:
         from orion_nb.engine import recorder
 

@@ -55,8 +55,12 @@ from orion_nb.settings import mask_url
 __all__ = ["DaskTaskRunner", "close_clients", "get_dask_client"]
 
 _INSTALL_HINT = "pip install 'orion_nb[dask]'"
-#: seconds the collector lets finished futures accumulate before one ``gather``
+#: seconds the collector lets finished futures accumulate before one ``gather``, per
+#: :data:`_GATHER_STEP` attempts in flight (a long queue waits a little longer, so that one
+#: ``gather`` fetches more), at most :data:`_GATHER_MAX`
 _GATHER_WINDOW = 0.02
+_GATHER_STEP = 16
+_GATHER_MAX = 0.2
 
 
 def _distributed() -> Any:
@@ -334,9 +338,12 @@ class _DaskSession(RemoteSession):
         while True:
             self._done_event.wait()
             if not self._stop:
-                # fetching a result interrupts the busy worker that holds it: fetch what
-                # finished within a short window together (one request per worker)
-                time.sleep(_GATHER_WINDOW)
+                # fetching a result interrupts the busy worker that holds it and costs the
+                # kernel (where a local cluster's scheduler runs too) a few messages: fetch
+                # what finished within a window together (one request per worker); the
+                # window grows with the attempts in flight (0.2 s from 160 on), as a long
+                # queue keeps the workers busy anyway
+                time.sleep(_gather_window(len(self.inflight)))
             self._done_event.clear()
             items = [self._doneq.popleft() for _ in range(len(self._doneq))]
             if not items and self._stop:
@@ -388,6 +395,11 @@ class _DaskSession(RemoteSession):
             exc2.__cause__ = error
             return "failed", exc2
         return super().classify(attempt, error)
+
+
+def _gather_window(inflight: int) -> float:
+    """Seconds to let finished futures accumulate with ``inflight`` attempts in flight."""
+    return min(_GATHER_MAX, _GATHER_WINDOW * (1 + inflight // _GATHER_STEP))
 
 
 def _cancelled(fut: Any) -> BaseException:

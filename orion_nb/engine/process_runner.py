@@ -328,8 +328,4 @@ class _ProcessSession(RemoteSession):
 def _may_share(attempt: Attempt) -> bool:
     """Whether ``attempt`` may share a pool call with others (see the module docstring)."""
     timeout = attempt.call[6]
-    return (
-        timeout is None
-        and attempt.resends == 0
-        and not attempt.remote.eng.task.on_running_hooks
-    )
+    return timeout is None and attempt.resends == 0 and not attempt.remote.eng.task.on_running_hooks

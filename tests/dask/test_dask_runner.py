@@ -289,3 +289,13 @@ def test_the_kernel_enforces_a_timeout_the_worker_cannot(cluster, client):
     assert name == "TimedOut"
     assert "the kernel stopped waiting" in error and "tcp://" in error
     wait_until(lambda: idle(client), what="the cancelled attempt to leave the scheduler")
+
+
+def test_the_gather_window_grows_with_the_queue_and_is_bounded():
+    """Few attempts in flight: outcomes are fetched within 20 ms; a long queue waits longer
+    (fewer gathers, fewer messages through the kernel), never more than 0.2 s."""
+    from orion_nb.engine.dask_runner import _gather_window
+
+    assert _gather_window(0) == _gather_window(15) == 0.02
+    assert _gather_window(16) == 0.04
+    assert _gather_window(10_000) == 0.2
