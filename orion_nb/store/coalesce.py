@@ -34,14 +34,11 @@ from orion_nb.store.sanitize import clean_json, clean_text
 __all__ = ["Coalescer", "process_start"]
 
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
-# per transition of a plain life: the mark its state row gets, its type, name and time column
-(
-    (_P_ID, _P_TYPE, _P_NAME, _P_AT),
-    (_R_ID, _R_TYPE, _R_NAME, _R_AT),
-    (_C_ID, _C_TYPE, _C_NAME, _C_AT),
-) = (((col,), type_, name, at) for col, type_, name, at in PLAIN_LIFE)
-# a plain life's steps: (type, name) of each
-_PLAIN_STEPS = ((_P_TYPE, _P_NAME), (_R_TYPE, _R_NAME), (_C_TYPE, _C_NAME))
+# a plain life, step by step: the mark each transition gets (the run's column that keeps its
+# id), its type and name; and the row's column that holds the Pending step's time
+_STEP_COLS, _STEP_TYPES, _STEP_NAMES, (_P_AT, _, _) = (
+    tuple(c) for c in zip(*PLAIN_LIFE, strict=True)
+)
 # state names the engine uses, already clean (any other name is cleaned)
 _CLEAN_NAMES = frozenset(STATE_NAMES)
 # the columns of a run row that its states fill in later
@@ -126,24 +123,42 @@ class _Window:
             if row is None:
                 row = self._orphan(run_id, "task")
             else:
-                self.dirty_tasks[run_id] = row
                 fresh = self.fresh
-                if fresh is not None:
-                    seen = fresh.get(run_id)
-                    if seen is not None:
-                        # still a plain life? then this transition is its next step
-                        step = len(seen)
-                        if (
-                            step < 3
-                            and (t, state_name) == _PLAIN_STEPS[step]
-                            and message is None
-                            and rule is None
-                            and (step != 0 or ts == row[_P_AT])
-                            and (step != 2 or run_count == 1)
-                        ):
-                            seen.append(len(states))
-                        else:
-                            del fresh[run_id]  # its transitions are written as rows
+                seen = None if fresh is None else fresh.get(run_id)
+                if (
+                    fresh is not None and seen is not None
+                ):  # created in this window (so its row is dirty already)
+                    step = len(seen)
+                    if (
+                        step < 3
+                        and t == _STEP_TYPES[step]
+                        and state_name == _STEP_NAMES[step]
+                        and message is None
+                        and rule is None
+                        and (step != 0 or ts == row[_P_AT])
+                        and (step != 2 or run_count == 1)
+                    ):
+                        # the next step of a plain life: marked as left out at once (undone
+                        # if the run turns out otherwise, see leave_out_plain)
+                        seen.append(len(states))
+                        states.append(
+                            (run_id, "task", t, state_name, ts, None, None, _STEP_COLS[step])
+                        )
+                        row["state_type"] = t
+                        row["state_name"] = state_name
+                        row["run_count"] = run_count
+                        if step == 1:  # its first Running: what _times does, inline
+                            row["start_time"] = ts
+                            if row["host"] is None:
+                                row["host"], row["pid"] = self.c.host, self.c.pid
+                        elif step == 2:
+                            row["end_time"] = ts
+                            row["message"] = None
+                        return
+                    del fresh[run_id]  # not plain: its transitions are written as rows
+                    self._unmark(seen)
+                else:
+                    self.dirty_tasks[run_id] = row
             row["state_type"] = t
             row["state_name"] = state_name
             row["run_count"] = run_count
@@ -265,22 +280,26 @@ class _Window:
         row["cache_expiration"] = ev[3]
         row["result_ref"] = clean_text(ev[4])
 
-    def leave_out_plain(self) -> None:
-        """Mark the states of task runs that lived Pending -> Running -> Completed plainly.
-
-        :meth:`state` kept, per run created in this window, the positions of its transitions
-        for as long as each was the next step of a plain life (default type and name, no
-        message, no rule, Pending at the row's ``created``, Completed after one attempt;
-        Running and Completed give the row its ``start_time`` and ``end_time``). A run with
-        all three, and nothing after them, is plain.
-        """
+    def _unmark(self, positions: list[int]) -> None:
+        """Write these transitions as rows after all (their run's life was not plain)."""
         states = self.states
+        for p in positions:
+            states[p] = states[p][:7]
+
+    def leave_out_plain(self) -> None:
+        """Keep the marks only of task runs whose whole plain life is in this window.
+
+        :meth:`state` marks each transition of a run created in this window as left out for
+        as long as it is the next step of a plain life (default type and name, no message,
+        no rule, Pending at the row's ``created``, Completed after one attempt; Running and
+        Completed give the row its ``start_time`` and ``end_time``), and unmarks the run's
+        transitions as soon as one is not. A run with fewer than three steps by the end of
+        the window (still running) is unmarked here: a run that spans two batches keeps its
+        rows.
+        """
         for positions in (self.fresh or {}).values():
-            if len(positions) == 3:
-                p, r, c = positions
-                states[p] += _P_ID
-                states[r] += _R_ID
-                states[c] += _C_ID
+            if len(positions) != 3:
+                self._unmark(positions)
 
     def parts(self) -> dict[str, list[Any]]:
         return {
