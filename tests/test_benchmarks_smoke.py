@@ -109,3 +109,11 @@ def test_runners_benchmark_quick(tmp_path: Path):
         "cpu_dask_s",
     ):
         assert data[key]["value"] > 0 and data[key]["baseline"] > 0, key
+
+
+def test_instruction_count_workloads_run_and_record_every_run(tmp_path: Path):
+    """The workloads ``instructions.py`` hands to valgrind run (here without valgrind: counting
+    takes minutes); the writer's full stage asserts that its batch was committed."""
+    for args in (("writer", "all", "50"), ("writer", "params", "50"), ("flow", "on", "20")):
+        res = bench("instructions.py", "--child", *args, timeout=120)
+        assert res.returncode == 0, (args, res.stderr[-3000:])
