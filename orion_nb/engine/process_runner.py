@@ -55,6 +55,9 @@ __all__ = ["ProcessPoolTaskRunner"]
 _CHUNK_SECONDS = 0.02
 #: at most this many attempts in one pool call
 _MAX_CHUNK = 64
+#: a chunk takes no further attempt once it has run this long: the rest are sent again alone
+#: (a function learned quick that turns slow for some inputs holds outcomes back this long)
+_CHUNK_LIMIT = 0.2
 #: functions whose attempt durations are remembered (least recently used ones are forgotten)
 _MAX_REMEMBERED = 1024
 
@@ -100,18 +103,23 @@ def _notify(key: str, started: float, host: str, pid: int, worker: str) -> None:
 
 
 def _run_chunk(call: RemoteCall, calls: list[Call]) -> tuple[list[Any], float]:
-    """Several attempts in one pool call: each one's outcome (bytes), in order, and the
-    seconds they took together.
+    """Several attempts in one pool call: the outcome (bytes) of each attempt it ran, in
+    order, and the seconds they took together.
 
-    An attempt of a chunk of several does not report its start (its outcome carries it). An
-    error that escapes an attempt (never the user's: :func:`run_attempt` returns those as
-    its outcome) is returned in that attempt's place, so it fails that attempt alone.
+    An attempt of a chunk of several does not report its start (its outcome carries it).
+    Past :data:`_CHUNK_LIMIT` seconds the chunk stops: the attempts it did not start get no
+    outcome, and the kernel sends them again. An error that escapes an attempt (never the
+    user's: :func:`run_attempt` returns those as its outcome) is returned in that attempt's
+    place, so it fails that attempt alone.
     """
     if len(calls) > 1:
         call = RemoteCall(call.fn_key, call.fn_blob, call.flow_key, call.flow_blob, None)
     t0 = time.perf_counter()
+    stop = t0 + _CHUNK_LIMIT
     out: list[Any] = []
     for c in calls:
+        if out and time.perf_counter() > stop:
+            break
         try:
             out.append(call(c))
         except Exception as exc:
@@ -164,6 +172,13 @@ def _chunk_sizes(count: int, per_attempt: float | None, workers: int) -> list[in
         sizes.append(k)
         left -= k
     return sizes
+
+
+class _NotRun(Exception):
+    """An attempt its chunk did not start (the chunk ran past :data:`_CHUNK_LIMIT`)."""
+
+    def __init__(self) -> None:
+        super().__init__("its chunk of attempts stopped before it; it is sent again alone")
 
 
 class _Chunk:
@@ -269,11 +284,13 @@ class _ProcessSession(RemoteSession):
             return
         outcomes, seconds = fut.result()
         _learn(chunk.fn_key, seconds / max(1, len(outcomes)))
-        for attempt, outcome in zip(chunk.attempts, outcomes, strict=True):
+        for attempt, outcome in zip(chunk.attempts, outcomes, strict=False):
             if isinstance(outcome, bytes):
                 self.finished(attempt, outcome, None)
             else:
                 self.finished(attempt, None, outcome)
+        for attempt in chunk.attempts[len(outcomes) :]:  # the chunk stopped before them
+            self.finished(attempt, None, _NotRun())
 
     def _cancel(self, attempts: list[Attempt]) -> None:
         for attempt in attempts:
@@ -291,6 +308,8 @@ class _ProcessSession(RemoteSession):
     def classify(self, attempt: Attempt, error: BaseException) -> tuple[str, BaseException]:
         from concurrent.futures.process import BrokenProcessPool
 
+        if isinstance(error, _NotRun):
+            return "lost", error  # never started: sent again, alone, without using a retry
         if isinstance(error, BrokenProcessPool):
             where = f" (pid {attempt.started[2]})" if attempt.started else ""
             exc = CrashedRun(
