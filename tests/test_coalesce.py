@@ -73,6 +73,22 @@ def test_a_plain_task_run_is_one_row_and_its_three_transitions_are_marked_left_o
     ]
 
 
+def test_late_states_of_two_written_runs_are_two_updates():
+    c = Coalescer(elide=True)
+    c.batch(plain_life("a") + plain_life("b", t=T0 + 10), None)
+    late = c.batch(
+        [
+            state_event("a", "task", "CRASHED", "Crashed", T0 + 9, "x", None, 1),
+            state_event("b", "task", "CANCELLED", "Cancelled", T0 + 19, "y", None, 1),
+        ],
+        None,
+    )
+    assert [(r["_id"], r["state_type"], r["message"]) for r in late.parts["update_task"]] == [
+        ("a", "CRASHED", "x"),
+        ("b", "CANCELLED", "y"),
+    ]
+
+
 def test_without_elide_every_transition_is_a_row():
     batch = Coalescer(elide=False).batch(plain_life("a"), None)
     assert marks(batch) == [("a", "PENDING", ()), ("a", "RUNNING", ()), ("a", "COMPLETED", ())]
@@ -159,6 +175,7 @@ def test_flow_runs_are_never_left_out_and_get_their_own_row():
     batch = c.batch(events, None)
     (row,) = batch.parts["upsert_flow"]
     assert row["flow_name"] == "etl" and row["parameters"] == {"n": 1} and row["tags"] == ["x"]
+    assert (row["source"], row["host"], row["pid"]) == ("src", "host-a", os.getpid())
     assert row["pid_start"] == c.pid_start and row["start_time"] == T0 + 1
     assert row["end_time"] is None and row["heartbeat_at"] == T0
     assert marks(batch) == [("f", "PENDING", ()), ("f", "RUNNING", ())]
@@ -170,6 +187,32 @@ def test_flow_runs_are_never_left_out_and_get_their_own_row():
     c.batch([other], None)
     assert c.open_runs() == (["f"], [])
     assert c.flow_rows["g"]["pid_start"] is None
+
+
+def test_a_flow_runs_states_fill_its_row_and_a_late_one_updates_the_written_row():
+    c = Coalescer(elide=True)
+    events = [
+        flow_event("f", "etl", "run-1", {}, (), None, None, None, None, T0),  # no host given
+        state_event("f", "flow", "RUNNING", "Running", T0 + 1, None, None, 1),
+        state_event("f", "flow", "FAILED", "Failed", T0 + 2, "boom", None, 2),
+    ]
+    (row,) = c.batch(events, None).parts["upsert_flow"]
+    assert (row["state_type"], row["state_name"], row["run_count"]) == ("FAILED", "Failed", 2)
+    assert (row["start_time"], row["end_time"], row["message"]) == (T0 + 1, T0 + 2, "boom")
+    assert (row["host"], row["pid"]) == (None, None)  # a flow row says where it ran itself
+    # finished, so forgotten: a later state (a crash detected afterwards) updates the row
+    late = c.batch([state_event("f", "flow", "CRASHED", "Crashed", T0 + 9, "x", "R", 2)], None)
+    assert late.parts["update_flow"] == [
+        {
+            "_id": "f",
+            "state_type": "CRASHED",
+            "state_name": "Crashed",
+            "run_count": 2,
+            "end_time": T0 + 9,
+            "message": "x",
+        }
+    ]
+    assert late.parts["states"] == [("f", "flow", "CRASHED", "Crashed", T0 + 9, "x", "R")]
 
 
 def test_standalone_task_runs_carry_this_process_and_a_heartbeat():
@@ -206,9 +249,17 @@ def test_cache_results_land_in_the_row_or_as_a_late_update():
         T0 + 60,
         "/r/key-1.pkl",
     )
-    late = c.batch([cache_event("a", "key-2", None, "/r/key-2.pkl")], None)
-    assert late.parts["update_task_result"] == [
-        {"_id": "a", "cache_key": "key-2", "cache_expiration": None, "result_ref": "/r/key-2.pkl"}
+    c.batch(plain_life("b"), None)
+    late = c.batch(
+        [
+            cache_event("a", "key-2", None, "/r/key-2.pkl"),
+            cache_event("b", "key-3", None, "/r/key-3.pkl"),
+        ],
+        None,
+    )
+    assert late.parts["update_task_result"] == [  # one update per run
+        {"_id": "a", "cache_key": "key-2", "cache_expiration": None, "result_ref": "/r/key-2.pkl"},
+        {"_id": "b", "cache_key": "key-3", "cache_expiration": None, "result_ref": "/r/key-3.pkl"},
     ]
 
 
@@ -232,7 +283,7 @@ def test_edges_logs_and_every_text_are_cleaned_on_the_way_in():
     assert edge["task_run_id"] == "a" and edge["upstream_task_run_id"] == "u"
     edge["parameter"].encode("utf-8")
     (log,) = batch.parts["logs"]
-    assert "\x00" not in log["message"] and log["level"] == "INFO"
+    assert log["message"] == "a\\x00b" and log["level"] == "INFO"
     assert (log["flow_run_id"], log["task_run_id"], log["timestamp"]) == ("f", "a", T0)
     # the same task name again comes from the memo, still cleaned
     again = c.batch([task_event("b", "f", SURROGATE, "k", "1", "n", (), T0)], None)

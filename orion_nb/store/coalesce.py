@@ -151,9 +151,8 @@ class _Window:
                             row["start_time"] = ts
                             if row["host"] is None:
                                 row["host"], row["pid"] = self.c.host, self.c.pid
-                        elif step == 2:
+                        elif step == 2:  # (no message: a plain life never had one)
                             row["end_time"] = ts
-                            row["message"] = None
                         return
                     del fresh[run_id]  # not plain: its transitions are written as rows
                     self._unmark(seen)
