@@ -158,22 +158,17 @@ class _Window:
                     self._unmark(seen)
                 else:
                     self.dirty_tasks[run_id] = row
-            row["state_type"] = t
-            row["state_name"] = state_name
-            row["run_count"] = run_count
-            if t == "RUNNING" or t in _TERMINAL:
-                self._times(row, t, ts, message, True)
         else:
             row = self.c.flow_rows.get(run_id)
             if row is None:
                 row = self._orphan(run_id, "flow")
             else:
                 self.dirty_flows[run_id] = row
-            row["state_type"] = t
-            row["state_name"] = state_name
-            row["run_count"] = run_count
-            if t == "RUNNING" or t in _TERMINAL:
-                self._times(row, t, ts, message, False)
+        row["state_type"] = t
+        row["state_name"] = state_name
+        row["run_count"] = run_count
+        if t == "RUNNING" or t in _TERMINAL:
+            self._times(row, t, ts, message, run_kind == "task")
         states.append((run_id, run_kind, t, state_name, ts, message, rule))
 
     def _times(self, row: dict[str, Any], t: str, ts: float, message: Any, task: bool) -> None:
