@@ -117,3 +117,18 @@ def test_instruction_count_workloads_run_and_record_every_run(tmp_path: Path):
     for args in (("writer", "all", "50"), ("writer", "params", "50"), ("flow", "on", "20")):
         res = bench("instructions.py", "--child", *args, timeout=120)
         assert res.returncode == 0, (args, res.stderr[-3000:])
+
+
+def test_ab_compares_against_a_commit_and_cleans_up_its_worktree(tmp_path: Path):
+    out = tmp_path / "ab.json"
+    res = bench("ab.py", "--base", "HEAD", "--pairs", "1", "--calls", "200", "--json", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert len(data["pairs"]) == 1 and all(v > 0 for v in data["pairs"][0])
+    worktrees = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "orion-bench-ab-" not in worktrees
