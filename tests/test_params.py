@@ -94,3 +94,27 @@ def test_the_text_view_stops_printing_with_its_run():
     time.sleep(0.3)
     assert stream.getvalue().count("running for") == lines
     assert views and views[0]._done.is_set()
+
+
+def test_new_ids_are_uuid7_unique_and_ordered_by_their_millisecond():
+    import time
+    import uuid
+
+    from orion_nb.engine.params import new_id
+
+    before = time.time_ns() // 1_000_000
+    ids = [new_id() for _ in range(20_000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))  # canonical text
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    stamps = [u.int >> 80 for u in parsed]
+    assert before <= stamps[0] and stamps[-1] <= after and stamps == sorted(stamps)
+    # the 74 random bits vary in every position (none is stuck at 0 or 1)
+    random_bits = [u.int & ((1 << 62) - 1) | ((u.int >> 64) & 0xFFF) << 62 for u in parsed]
+    ored = anded = random_bits[0]
+    for b in random_bits:
+        ored |= b
+        anded &= b
+    assert ored == (1 << 74) - 1 and anded == 0

@@ -218,25 +218,35 @@ def new_id() -> str:
 
     The first 48 bits are the Unix time in milliseconds, so a new run's id sorts after older
     ones: primary-key and index inserts append instead of landing at random places in the
-    B-trees, which keeps writing history fast as it grows. The other bits come from a PRNG
+    B-trees, which keeps writing history fast as it grows. The other 74 bits come from a PRNG
     seeded from ``os.urandom`` (reseeded in forked children): ids must be unique, not secret,
     and ``os.urandom`` per run is a system call on the hot path. :func:`short_id` shows the
     random end, since runs created together share their first digits.
+
+    The text of the millisecond (``xxxxxxxx-xxxx-7``) is made once per millisecond and the
+    random part in one ``bytes.hex``: a third of the cost of formatting the whole 128-bit
+    number each time (it is about a tenth of a task call).
     """
-    value = (
-        (time.time_ns() // 1_000_000) << 80 | (_id_rng.getrandbits(80) & _UUID_MASK) | _UUID_BITS
-    )
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    global _ms_prefix
+    ms = time.time_ns() // 1_000_000
+    cached = _ms_prefix  # one read: another thread may replace it meanwhile
+    if cached[0] != ms:
+        h = f"{ms:012x}"
+        cached = _ms_prefix = (ms, f"{h[:8]}-{h[8:]}-7")
+    # 76 bits: rand_a (12), then 64 bits whose top two are the variant (binary 10)
+    h = ((_id_rng.getrandbits(76) & _RAND_MASK) | _VARIANT).to_bytes(10, "big").hex()
+    return f"{cached[1]}{h[1:4]}-{h[4:8]}-{h[8:]}"
+
+
+# (millisecond, the id text it starts) of the last id made
+_ms_prefix: tuple[int, str] = (-1, "")
+_RAND_MASK = ((1 << 76) - 1) & ~(0b11 << 62)
+_VARIANT = 0b10 << 62
 
 
 def short_id(run_id: str) -> str:
     """The last 8 hex digits of a run id: what tables and messages show."""
     return run_id[-8:]
-
-
-_UUID_MASK = ~((0xF << 76) | (0x3 << 62)) & ((1 << 80) - 1)
-_UUID_BITS = (0x7 << 76) | (0x2 << 62)
 
 
 def format_name(
