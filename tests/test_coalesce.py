@@ -332,3 +332,32 @@ def test_crashed_events_name_every_open_run_and_only_those():
     batch = c.batch(events, None)
     assert {r["id"]: r["state_type"] for r in batch.parts["upsert_task"]} == {"open": "CRASHED"}
     assert c.open_runs() == ([], [])
+
+
+def test_rows_carry_this_process_start_and_open_runs_can_be_written_again():
+    """What a replaced database file gets back (Writer: the file was deleted under it)."""
+    from orion_nb.store.recovery import process_start_of
+
+    c = Coalescer(elide=True)
+    assert c.pid_start is not None and c.pid_start == process_start_of(os.getpid())
+    c.batch([flow_event("f", "etl", "r", {}, (), None, None, "h", os.getpid(), T0)], None)
+    c.batch(plain_life("open", flow_id=None)[:3], None)  # a standalone run, still running
+    again = c.reinsert_open_runs()
+    assert [r["id"] for r in again.parts["upsert_flow"]] == ["f"]
+    assert [r["id"] for r in again.parts["upsert_task"]] == ["open"]
+    assert again.parts["upsert_task"][0]["pid_start"] == c.pid_start
+
+
+def test_two_late_results_of_one_run_are_one_update_with_the_last():
+    c = Coalescer(elide=True)
+    c.batch(plain_life("a"), None)
+    late = c.batch(
+        [
+            cache_event("a", "key-1", None, "/r/key-1.pkl"),
+            cache_event("a", "key-2", T0 + 5, "/r/key-2.pkl"),
+        ],
+        None,
+    )
+    assert late.parts["update_task_result"] == [
+        {"_id": "a", "cache_key": "key-2", "cache_expiration": T0 + 5, "result_ref": "/r/key-2.pkl"}
+    ]
