@@ -194,7 +194,6 @@ class _Chunk:
 
 class _ProcessSession(RemoteSession):
     worker_kind = "process-pool"
-    batches = True  # a burst (a .map()) gathers in the submitter and goes out in chunks
 
     def __init__(self, config: ProcessPoolTaskRunner) -> None:
         super().__init__(config)
@@ -202,7 +201,6 @@ class _ProcessSession(RemoteSession):
         self._executor: ProcessPoolExecutor | None = None
         self._events: Any = None
         self._generation = 0
-        self._send_lock = threading.Lock()  # attempts are sent from several threads
 
     def _connect(self) -> None:
         self._new_pool()
@@ -240,7 +238,8 @@ class _ProcessSession(RemoteSession):
     def _send(self, call: RemoteCall, attempts: list[Attempt]) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
-        with self._send_lock, main_hidden():  # a submission may start a worker process
+        # only the session's submitter thread sends
+        with main_hidden():  # a submission may start a worker process
             for chunk in self._chunks(call, attempts):
                 calls = [attempt.call for attempt in chunk.attempts]
                 try:
@@ -255,9 +254,13 @@ class _ProcessSession(RemoteSession):
 
     def _chunks(self, call: RemoteCall, attempts: list[Attempt]) -> list[_Chunk]:
         """``attempts`` (of one function) grouped into pool calls (see the module docstring)."""
-        alone = [a for a in attempts if not _may_share(a)]
-        shared = [a for a in attempts if _may_share(a)] if len(alone) < len(attempts) else []
-        chunks = [_Chunk(call.fn_key, [a]) for a in alone]
+        shared: list[Attempt] = []
+        chunks: list[_Chunk] = []
+        for a in attempts:
+            if _may_share(a):
+                shared.append(a)
+            else:
+                chunks.append(_Chunk(call.fn_key, [a]))
         with _durations_lock:
             per_attempt = _durations.get(call.fn_key)
         start = 0

@@ -7,8 +7,8 @@ temporary cluster at the first submission (a flow run that submits nothing costs
 and owns the threads that keep orchestration cheap per task:
 
 - a **submitter** thread that sends queued attempts in batches, one per task function and
-  flow run (process pools take attempts one by one, from the thread that starts them), and
-  sends cancellations in batches;
+  flow run (a ``Client.map`` for Dask, chunks of pool calls for a process pool), and sends
+  cancellations in batches;
 - the **orchestration pool** (:class:`_OrchestrationPool`), a few threads that run the jobs
   of :class:`~orion_nb.engine.remote.RemoteRun` (outcomes, retries, hooks), never one thread
   per task run.
@@ -77,9 +77,6 @@ class RemoteSession(TaskRunner):
     remote = True
     queues = True  # the kernel's steps may run inline, the user's function never does
     worker_kind = "remote"
-    #: submit in batches from the submitter thread (Dask: one graph update per batch), or
-    #: at once from the thread that starts the attempt (a process pool takes calls one by one)
-    batches = True
 
     def __init__(self, config: RemoteTaskRunner) -> None:
         self.config = config
@@ -268,10 +265,7 @@ class RemoteSession(TaskRunner):
         return pickle.loads(data)
 
     def send(self, attempt: Attempt) -> None:
-        """Queue ``attempt`` for the next batch (or submit it now: :attr:`batches`)."""
-        if not self.batches and not self._closing:
-            self._dispatch([attempt])
-            return
+        """Queue ``attempt`` for the submitter's next batch."""
         self._sendq.append(attempt)
         if not self._wake.is_set():  # one wake-up per burst, not one per attempt
             self._wake.set()

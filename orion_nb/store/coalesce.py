@@ -107,7 +107,8 @@ class _Window:
         self.logs: list[dict[str, Any]] = []
         self.late_results: dict[str, dict[str, Any]] = {}
         # task runs created in this window -> the positions of their states in ``states``
-        self.fresh: dict[str, list[int]] | None = {} if c.elide else None
+        # (filled only when the coalescer leaves plain transitions out)
+        self.fresh: dict[str, list[int]] = {}
 
     def state(self, ev: tuple[Any, ...]) -> None:
         _, run_id, run_kind, t, state_name, ts, message, rule, run_count, _error = ev
@@ -119,51 +120,47 @@ class _Window:
             rule = clean_text(rule)
         states = self.states
         if run_kind == "task":
-            row = self.c.task_rows.get(run_id)
-            if row is None:
-                row = self._orphan(run_id, "task")
-            else:
-                fresh = self.fresh
-                seen = None if fresh is None else fresh.get(run_id)
+            seen = self.fresh.get(run_id)
+            if seen is not None:  # created in this window (so its row is dirty already)
+                row = self.c.task_rows[run_id]
+                step = len(seen)
                 if (
-                    fresh is not None and seen is not None
-                ):  # created in this window (so its row is dirty already)
-                    step = len(seen)
-                    if (
-                        step < 3
-                        and t == _STEP_TYPES[step]
-                        and state_name == _STEP_NAMES[step]
-                        and message is None
-                        and rule is None
-                        and (step != 0 or ts == row[_P_AT])
-                        and (step != 2 or run_count == 1)
-                    ):
-                        # the next step of a plain life: marked as left out at once (undone
-                        # if the run turns out otherwise, see leave_out_plain)
-                        seen.append(len(states))
-                        states.append(
-                            (run_id, "task", t, state_name, ts, None, None, _STEP_COLS[step])
-                        )
-                        row["state_type"] = t
-                        row["state_name"] = state_name
-                        row["run_count"] = run_count
-                        if step == 1:  # its first Running: what _times does, inline
-                            row["start_time"] = ts
-                            if row["host"] is None:
-                                row["host"], row["pid"] = self.c.host, self.c.pid
-                        elif step == 2:  # (no message: a plain life never had one)
-                            row["end_time"] = ts
-                        return
-                    del fresh[run_id]  # not plain: its transitions are written as rows
-                    self._unmark(seen)
+                    step < 3
+                    and t == _STEP_TYPES[step]
+                    and state_name == _STEP_NAMES[step]
+                    and message is None
+                    and rule is None
+                    and (step != 0 or ts == row[_P_AT])
+                    and (step != 2 or run_count == 1)
+                ):
+                    # the next step of a plain life: marked as left out at once (undone if
+                    # the run turns out otherwise, see leave_out_plain)
+                    seen.append(len(states))
+                    states.append((run_id, "task", t, state_name, ts, None, None, _STEP_COLS[step]))
+                    row["state_type"] = t
+                    row["state_name"] = state_name
+                    row["run_count"] = run_count
+                    if step == 1:  # its first Running: what _times does, inline
+                        row["start_time"] = ts
+                        if row["host"] is None:
+                            row["host"], row["pid"] = self.c.host, self.c.pid
+                    elif step == 2:  # (no message: a plain life never had one)
+                        row["end_time"] = ts
+                    return
+                del self.fresh[run_id]  # not plain: its transitions are written as rows
+                self._unmark(seen)
+            else:
+                found = self.c.task_rows.get(run_id)
+                if found is None:
+                    row = self._orphan(run_id, "task")
                 else:
-                    self.dirty_tasks[run_id] = row
+                    row = self.dirty_tasks[run_id] = found
         else:
-            row = self.c.flow_rows.get(run_id)
-            if row is None:
+            found = self.c.flow_rows.get(run_id)
+            if found is None:
                 row = self._orphan(run_id, "flow")
             else:
-                self.dirty_flows[run_id] = row
+                row = self.dirty_flows[run_id] = found
         row["state_type"] = t
         row["state_name"] = state_name
         row["run_count"] = run_count
@@ -213,7 +210,7 @@ class _Window:
             row["heartbeat_at"] = created
         c.task_rows[rid] = row
         self.dirty_tasks[rid] = row
-        if self.fresh is not None:
+        if c.elide:
             self.fresh[rid] = []
 
     def flow(self, ev: tuple[Any, ...]) -> None:
@@ -291,7 +288,7 @@ class _Window:
         the window (still running) is unmarked here: a run that spans two batches keeps its
         rows.
         """
-        for positions in (self.fresh or {}).values():
+        for positions in self.fresh.values():
             if len(positions) != 3:
                 self._unmark(positions)
 

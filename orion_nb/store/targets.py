@@ -168,7 +168,7 @@ def _sqlite_rows(
     jsons = [i for i, c in enumerate(cols) if c in _JSON_COLS]
     if not times and not jsons and not ids:
         return [get(r) if len(cols) > 1 else (get(r),) for r in rows]
-    at = {c: i for i, c in enumerate(cols)}
+    at = {c: i for i, c in enumerate(cols)} if ids else {}
     id_at = at.get("id", 0)
     out = []
     ts = _sqlite_ts
